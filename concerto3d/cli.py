@@ -1,0 +1,78 @@
+"""The ``concerto3d`` command: one entry point, one subcommand per job.
+
+Each subcommand lives in the package folder that does the work, as a module with two functions::
+
+    add_arguments(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int | None
+
+The modules are imported only when their subcommand runs, so ``concerto3d --help`` stays fast and a heavy import
+(torch, open3d) is paid only by the job that needs it. Errors the user caused (:class:`Concerto3DError`) print one
+line and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from concerto3d import __version__
+from concerto3d.errors import Concerto3DError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("concerto3d.synth.command", "generate ScanNet-layout synthetic scans with labels"),
+    "preprocess": ("concerto3d.data.command", "scans or RGB-D folders -> per-scene arrays, frames, correspondences"),
+    "train": ("concerto3d.training.command", "joint 2D-3D pre-training (one process, or DDP under torchrun)"),
+    "probe": ("concerto3d.evaluation.probe_command", "frozen point features -> linear head -> mIoU"),
+    "ablate": ("concerto3d.evaluation.ablate_command", "the Concerto table: random, 2D, 3D, concat, joint"),
+    "visualize": ("concerto3d.visualization.command", "PCA colours and similarity of point features (PNG/PLY/window)"),
+    "embed": ("concerto3d.visualization.embed_command", "per-point features for your own point cloud"),
+    "demo": ("concerto3d.demo", "the whole pipeline on generated scans (what the README's first command runs)"),
+}
+
+
+def _load(name: str):
+    module, _ = COMMANDS[name]
+    return importlib.import_module(module)
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="concerto3d", description="Joint 2D-3D self-supervised learning on indoor RGB-D scans.")
+    parser.add_argument("--version", action="version", version=f"concerto3d {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Only the chosen subcommand's module is imported; the others show their one-line help.
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+    except ImportError as err:  # a missing optional dependency of one subcommand
+        print(f"concerto3d: error: {err}", file=sys.stderr)
+        return 2
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        code = _load(args.command).run(args)
+    except Concerto3DError as err:
+        print(f"concerto3d {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"concerto3d {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)

@@ -1,0 +1,1 @@
+"""concerto3d.models"""
