@@ -1,1 +1,32 @@
-"""concerto3d.io"""
+"""concerto3d.io: every on-disk format, read and write (no torch).
+
+- :mod:`.frames`: ``RGBDFrame``, ``FrameSkip``, the ``FrameSource`` protocol.
+- :mod:`.sens`: ScanNet ``.sens`` streams (``SensReader``, ``SensWriter``, ``SensFrameSource``).
+- :mod:`.images`: colour JPEG/PNG and 16-bit depth PNG.
+- :mod:`.geometry_files`: matrices, intrinsics, poses (4x4 or TUM).
+- :mod:`.ply`: meshes, vertex labels, point clouds.
+- :mod:`.scannet`: label table, segments, aggregation, splits, scene folders and exported frames.
+- :mod:`.rgbd_folder`: generic RGB-D folders (7-Scenes, TUM, ...).
+"""
+
+from concerto3d.io.frames import FrameSkip, FrameSource, RGBDFrame, is_valid_pose
+from concerto3d.io.geometry_files import (read_intrinsics, read_matrix, read_pose, scale_intrinsics, tum_to_matrix,
+                                          write_matrix)
+from concerto3d.io.images import read_color, read_depth, write_color_jpeg, write_depth_png
+from concerto3d.io.ply import (Mesh, read_mesh_ply, read_point_cloud, read_vertex_labels_ply, write_labels_ply,
+                               write_mesh_ply)
+from concerto3d.io.scannet import (LabelTable, ScanNetExportSource, ScanNetScene, SegGroup, find_scannet_scenes,
+                                   instance_ids, read_aggregation_json, read_label_table, read_segs_json, read_split,
+                                   write_aggregation_json, write_label_table, write_segs_json, write_split)
+from concerto3d.io.sens import SensFrameSource, SensHeader, SensRawFrame, SensReader, SensWriter
+
+__all__ = [
+    "FrameSkip", "FrameSource", "RGBDFrame", "is_valid_pose",
+    "read_intrinsics", "read_matrix", "read_pose", "scale_intrinsics", "tum_to_matrix", "write_matrix",
+    "read_color", "read_depth", "write_color_jpeg", "write_depth_png",
+    "Mesh", "read_mesh_ply", "read_point_cloud", "read_vertex_labels_ply", "write_labels_ply", "write_mesh_ply",
+    "LabelTable", "ScanNetExportSource", "ScanNetScene", "SegGroup", "find_scannet_scenes", "instance_ids",
+    "read_aggregation_json", "read_label_table", "read_segs_json", "read_split", "write_aggregation_json",
+    "write_label_table", "write_segs_json", "write_split",
+    "SensFrameSource", "SensHeader", "SensRawFrame", "SensReader", "SensWriter",
+]

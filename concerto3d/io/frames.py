@@ -1,0 +1,86 @@
+"""What every frame reader yields: :class:`RGBDFrame` or :class:`FrameSkip`, and the :class:`FrameSource` protocol.
+
+A frame source streams one frame at a time, so a reader never holds a whole sequence in memory. A frame that cannot
+be used (its pose failed tracking, its depth file is missing, its image does not decode) is not dropped silently:
+the source yields a :class:`FrameSkip` with a short, stable reason, and the consumer counts and logs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol, runtime_checkable
+
+import numpy as np
+
+# the stable reasons a reader may give; consumers may group skips by them
+SKIP_INVALID_POSE = "invalid pose"
+SKIP_MISSING_COLOR = "missing color"
+SKIP_MISSING_DEPTH = "missing depth"
+SKIP_MISSING_POSE = "missing pose"
+SKIP_UNREADABLE_COLOR = "unreadable color"
+SKIP_UNREADABLE_DEPTH = "unreadable depth"
+SKIP_UNREADABLE_POSE = "unreadable pose"
+
+
+@dataclass
+class RGBDFrame:
+    """One RGB-D frame with its camera.
+
+    Attributes:
+        index: position in the source sequence.
+        color: (Hc, Wc, 3) uint8 RGB.
+        depth: (Hd, Wd) float32 metres, 0 = missing.
+        camera_to_world: (4, 4) float64, OpenCV camera axes (x right, y down, z forward).
+        intrinsic_color: (3, 3) float64, for ``color`` at its own resolution.
+        intrinsic_depth: (3, 3) float64, for ``depth`` at its own resolution.
+    """
+
+    index: int
+    color: np.ndarray
+    depth: np.ndarray
+    camera_to_world: np.ndarray
+    intrinsic_color: np.ndarray
+    intrinsic_depth: np.ndarray
+
+
+@dataclass
+class FrameSkip:
+    """A frame the source could not deliver; ``reason`` is one of the ``SKIP_*`` strings of this module."""
+
+    index: int
+    reason: str
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """A streaming sequence of RGB-D frames of one scene."""
+
+    name: str
+
+    def __len__(self) -> int:
+        """Number of frames in the sequence, including the ones that will be skipped."""
+        ...
+
+    def iter_frames(self, step: int = 1) -> Iterator[RGBDFrame | FrameSkip]:
+        """Yield the frames whose ``index % step == 0``, one at a time, in order."""
+        ...
+
+
+def is_valid_pose(camera_to_world: np.ndarray) -> bool:
+    """Whether a (4, 4) pose can be used: all finite, last row (0, 0, 0, 1) and a rotation that is not degenerate.
+
+    ScanNet marks frames whose tracking failed with ``-inf`` poses; such frames are skipped.
+    """
+    pose = np.asarray(camera_to_world, dtype=np.float64)
+    if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+        return False
+    if not np.allclose(pose[3], (0.0, 0.0, 0.0, 1.0), atol=1e-6):
+        return False
+    return abs(np.linalg.det(pose[:3, :3])) > 1e-6
+
+
+def check_step(step: int) -> int:
+    """Validate a frame step (a positive integer) and return it."""
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"step must be a positive integer, got {step!r}")
+    return int(step)
