@@ -13,6 +13,7 @@ from concerto3d.io.frames import FrameSkip, FrameSource, RGBDFrame, is_valid_pos
 from concerto3d.io.geometry_files import (read_intrinsics, read_matrix, read_pose, scale_intrinsics, tum_to_matrix,
                                           write_matrix)
 from concerto3d.io.images import read_color, read_depth, write_color_jpeg, write_depth_png
+from concerto3d.io.rgbd_folder import RGBDFolderSource, looks_like_rgbd_folder
 from concerto3d.io.ply import (Mesh, read_mesh_ply, read_point_cloud, read_vertex_labels_ply, write_labels_ply,
                                write_mesh_ply)
 from concerto3d.io.scannet import (LabelTable, ScanNetExportSource, ScanNetScene, SegGroup, find_scannet_scenes,
@@ -29,4 +30,5 @@ __all__ = [
     "read_aggregation_json", "read_label_table", "read_segs_json", "read_split", "write_aggregation_json",
     "write_label_table", "write_segs_json", "write_split",
     "SensFrameSource", "SensHeader", "SensRawFrame", "SensReader", "SensWriter",
+    "RGBDFolderSource", "looks_like_rgbd_folder",
 ]

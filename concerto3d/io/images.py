@@ -20,6 +20,9 @@ class DepthBitDepthError(FormatError):
     """A depth image that is not 16-bit (e.g. an 8-bit PNG): a problem of the whole dataset, not of one frame."""
 
 
+# everything Pillow raises for a file or payload that is not a decodable image (a decompression bomb included)
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
 # Pillow modes that hold 16-bit greyscale; "I" (int32) is what some Pillow versions give for 16-bit PNGs
 _DEPTH_MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
 
@@ -34,7 +37,7 @@ def _open_image(path: str | os.PathLike, what: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()  # decode now, so that a truncated file fails here and not later
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except _DECODE_ERRORS as err:
         raise FormatError(f"cannot decode the {what} image ({type(err).__name__}: {err})", path) from None
     return image
 
@@ -147,7 +150,7 @@ def decode_color_bytes(data: bytes) -> np.ndarray:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except _DECODE_ERRORS as err:
         raise ValueError(f"colour payload does not decode ({type(err).__name__}: {err})") from None
     return _to_rgb(image)
 
