@@ -1,0 +1,211 @@
+"""Point-pixel correspondences by projection with a depth test (pure numpy).
+
+Conventions, shared by every function here and by ``data/README.md`` §3:
+
+- ``camera_to_world`` is a (4, 4) matrix mapping camera coordinates to world coordinates; camera axes are OpenCV's
+  (x right, y down, z forward). A world point ``p`` is at ``inv(camera_to_world) @ p`` in the camera.
+- ``K`` is the (3, 3) pinhole matrix of the image the pixels belong to. Pixel centres sit at integer coordinates
+  (pixel column ``u`` covers ``[u - 0.5, u + 0.5)``), so a point at continuous image coordinate ``x`` falls in
+  column ``floor(x + 0.5)``. This is the convention back-projection ``X = (u - cx) z / fx`` of a pixel index uses.
+- Sizes are ``(height, width)``; pixels are ``(u, v)`` = (column, row).
+- A point matches pixel ``(u, v)`` when it projects there, lies in front of the camera and passes the depth test
+  ``|z_point - z_depth| <= abs_tol + rel_tol * z_depth`` against the depth map at that pixel; a pixel with missing
+  depth (0) matches nothing. Every point that passes is kept, so several points may share a pixel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_ABS_TOL = 0.05  # metres
+DEFAULT_REL_TOL = 0.02  # fraction of the measured depth
+
+
+def _check_matrix(name: str, m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{name}: expected finite values, got inf/NaN")
+    return m
+
+
+def _check_size(size) -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size: expected (height, width), got {size!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"size: expected positive (height, width), got {size!r}")
+    return h, w
+
+
+def world_to_camera(coord: np.ndarray, camera_to_world: np.ndarray) -> np.ndarray:
+    """Points from world to camera coordinates.
+
+    Args:
+        coord: (N, 3) world points.
+        camera_to_world: (4, 4) pose.
+    Returns:
+        (N, 3) float64 camera coordinates.
+    """
+    coord = np.asarray(coord)
+    if coord.ndim != 2 or coord.shape[1] != 3:
+        raise ValueError(f"coord: expected shape (N, 3), got {coord.shape}")
+    world_to_cam = np.linalg.inv(_check_matrix("camera_to_world", camera_to_world, (4, 4)))
+    return coord.astype(np.float64, copy=False) @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+
+
+def project_points(coord: np.ndarray, camera_to_world: np.ndarray, K: np.ndarray, size) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray]:
+    """Project world points into an image.
+
+    Args:
+        coord: (N, 3) world points, metres.
+        camera_to_world: (4, 4) camera pose.
+        K: (3, 3) intrinsics of the image.
+        size: (height, width) of the image.
+    Returns:
+        uv: (N, 2) int64 pixel (column, row) each point falls in (meaningless where ``inside`` is False).
+        z: (N,) float64 depth of each point along the camera's z axis (negative behind the camera).
+        inside: (N,) bool, the point is in front of the camera and its pixel is inside the image.
+    """
+    K = _check_matrix("K", K, (3, 3))
+    h, w = _check_size(size)
+    cam = world_to_camera(coord, camera_to_world)
+    z = cam[:, 2]
+    in_front = z > 1e-6
+    safe_z = np.where(in_front, z, 1.0)
+    x = K[0, 0] * cam[:, 0] / safe_z + K[0, 1] * cam[:, 1] / safe_z + K[0, 2]
+    y = K[1, 1] * cam[:, 1] / safe_z + K[1, 2]
+    # floor(x + 0.5) through float first: huge values of points near the image plane must not overflow int64
+    u = np.floor(np.clip(x, -1.0, w) + 0.5).astype(np.int64)
+    v = np.floor(np.clip(y, -1.0, h) + 0.5).astype(np.int64)
+    inside = in_front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    return np.stack([u, v], axis=1), z, inside
+
+
+def find_correspondences(coord: np.ndarray, depth: np.ndarray, camera_to_world: np.ndarray, K: np.ndarray,
+                         image_size, abs_tol: float = DEFAULT_ABS_TOL,
+                         rel_tol: float = DEFAULT_REL_TOL) -> np.ndarray:
+    """Points visible in one image: projection plus a depth test.
+
+    Args:
+        coord: (N, 3) world points, metres.
+        depth: (H, W) float depth in metres for the image's pixels (same size and intrinsics as the image; use
+            :func:`resample_depth` to bring a depth map from the depth camera), 0 = missing.
+        camera_to_world: (4, 4) camera pose.
+        K: (3, 3) intrinsics of the image.
+        image_size: (H, W) of the image; must equal ``depth.shape``.
+        abs_tol, rel_tol: the depth test ``|z_point - z_depth| <= abs_tol + rel_tol * z_depth``.
+    Returns:
+        (M, 3) int64 rows (u, v, point index), ordered by point index.
+    """
+    h, w = _check_size(image_size)
+    depth = np.asarray(depth)
+    if depth.shape != (h, w):
+        raise ValueError(f"depth: expected shape {(h, w)} (the image size), got {depth.shape}")
+    if abs_tol < 0 or rel_tol < 0:
+        raise ValueError(f"tolerances: expected abs_tol >= 0 and rel_tol >= 0, got {abs_tol}, {rel_tol}")
+    uv, z, inside = project_points(coord, camera_to_world, K, (h, w))
+    idx = np.flatnonzero(inside)
+    u, v = uv[idx, 0], uv[idx, 1]
+    z_depth = depth[v, u].astype(np.float64)
+    ok = (z_depth > 0) & (np.abs(z[idx] - z_depth) <= abs_tol + rel_tol * z_depth)
+    return np.stack([u[ok], v[ok], idx[ok]], axis=1)
+
+
+def scale_intrinsics_to_size(K: np.ndarray, src_size, dst_size) -> np.ndarray:
+    """Intrinsics of an image resized from ``src_size`` to ``dst_size`` (both (height, width)).
+
+    With pixel centres at integer coordinates, resizing by ``s = dst / src`` per axis maps ``x`` to
+    ``(x + 0.5) * s - 0.5``: ``fx, skew`` scale by ``sx``, ``fy`` by ``sy``, ``cx -> (cx + 0.5) * sx - 0.5`` and
+    ``cy -> (cy + 0.5) * sy - 0.5``. This is the mapping image resamplers (PIL, OpenCV) use.
+
+    Returns:
+        (3, 3) float64.
+    """
+    K = _check_matrix("K", K, (3, 3))
+    sh, sw = _check_size(src_size)
+    dh, dw = _check_size(dst_size)
+    sx, sy = dw / sw, dh / sh
+    out = K.copy()
+    out[0, 0] *= sx
+    out[0, 1] *= sx
+    out[1, 1] *= sy
+    out[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
+    out[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+    return out
+
+
+def depth_lookup(K_depth: np.ndarray, depth_size, K_target: np.ndarray, target_size) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel of a target image, the depth-map pixel on the same viewing ray (nearest neighbour).
+
+    Depth and colour cameras are taken to share their centre and axes (as in ScanNet's ``.sens`` and exports), so
+    only the intrinsics and sizes differ; the ray through a target pixel hits the depth map at
+    ``K_depth @ inv(K_target) @ (u, v, 1)``.
+
+    Args:
+        K_depth: (3, 3) intrinsics of the depth map; depth_size: its (Hd, Wd).
+        K_target: (3, 3) intrinsics of the target image; target_size: its (H, W).
+    Returns:
+        flat_index: (H, W) int64 index into the flattened depth map (0 where ``valid`` is False).
+        valid: (H, W) bool, the ray hits a depth-map pixel.
+    """
+    K_depth = _check_matrix("K_depth", K_depth, (3, 3))
+    K_target = _check_matrix("K_target", K_target, (3, 3))
+    hd, wd = _check_size(depth_size)
+    h, w = _check_size(target_size)
+    vv, uu = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    pix = np.stack([uu, vv, np.ones_like(uu)], axis=-1) @ (K_depth @ np.linalg.inv(K_target)).T
+    ud = np.floor(pix[..., 0] / pix[..., 2] + 0.5)
+    vd = np.floor(pix[..., 1] / pix[..., 2] + 0.5)
+    valid = (ud >= 0) & (ud < wd) & (vd >= 0) & (vd < hd)
+    flat = np.where(valid, vd * wd + ud, 0).astype(np.int64)
+    return flat, valid
+
+
+def resample_depth(depth: np.ndarray, K_depth: np.ndarray, K_target: np.ndarray, target_size,
+                   lookup: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """A depth map seen through another camera's intrinsics and size (nearest neighbour, no interpolation).
+
+    Args:
+        depth: (Hd, Wd) depth in metres, 0 = missing.
+        K_depth: (3, 3) intrinsics of ``depth``.
+        K_target: (3, 3) intrinsics of the target image, target_size its (H, W).
+        lookup: the result of :func:`depth_lookup` for these arguments, to reuse across frames.
+    Returns:
+        (H, W) float32 depth in metres, 0 where missing or outside the depth map.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f"depth: expected shape (H, W), got {depth.shape}")
+    if lookup is None:
+        lookup = depth_lookup(K_depth, depth.shape, K_target, target_size)
+    flat, valid = lookup
+    if flat.shape != tuple(_check_size(target_size)):
+        raise ValueError(f"lookup: expected shape {tuple(target_size)}, got {flat.shape}")
+    out = depth.reshape(-1)[flat].astype(np.float32)
+    out[~valid] = 0.0
+    return out
+
+
+def pixel_to_patch(u, v, width: int, patch_size: int):
+    """Index of the ViT patch holding pixel (u, v): ``(v // p) * (width // p) + u // p``.
+
+    Patches are numbered row by row over a grid of ``width // patch_size`` columns (the image encoder's patch
+    token ``1 + index`` when a class token comes first).
+
+    Args:
+        u, v: pixel column and row, ints or integer arrays of the same shape.
+        width: image width in pixels, a multiple of ``patch_size``.
+        patch_size: patch side in pixels.
+    Returns:
+        patch index, same shape as ``u``.
+    """
+    if patch_size <= 0 or width % patch_size:
+        raise ValueError(f"patch_size: expected a positive divisor of the width {width}, got {patch_size}")
+    u = np.asarray(u)
+    v = np.asarray(v)
+    out = (v // patch_size) * (width // patch_size) + u // patch_size
+    return out if out.ndim else int(out)

@@ -1,0 +1,187 @@
+"""Projection, depth test, intrinsics scaling and patch indices of concerto3d.data.correspondence."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from concerto3d.data.correspondence import (
+    depth_lookup, find_correspondences, pixel_to_patch, project_points, resample_depth, scale_intrinsics_to_size,
+)
+from rgbd_scenes import Occluder, color_of, intrinsics, look_at, render
+
+K = np.array([[100.0, 0.0, 32.0], [0.0, 100.0, 24.0], [0.0, 0.0, 1.0]])
+SIZE = (48, 64)
+
+
+def _camera_b() -> np.ndarray:
+    """A camera at (3.3, 0, 3) looking along world -x: camera x = world +z, y = world +y, z = world -x."""
+    pose = np.eye(4)
+    pose[:3, 0] = (0, 0, 1)
+    pose[:3, 1] = (0, 1, 0)
+    pose[:3, 2] = (-1, 0, 0)
+    pose[:3, 3] = (3.3, 0, 3)
+    return pose
+
+
+def test_pose_convention_one_point_two_cameras():
+    # worked by hand: in camera A (identity) the point is at (0.3, -0.6, 3) -> u = 100*0.1+32, v = 100*-0.2+24;
+    # in camera B it is at x = 0, y = -0.6, z = 3.3 - 0.3 = 3 -> u = 32, v = 4
+    point = np.array([[0.3, -0.6, 3.0]])
+    uv, z, inside = project_points(point, np.eye(4), K, SIZE)
+    assert uv.tolist() == [[42, 4]] and z.tolist() == pytest.approx([3.0]) and inside.all()
+    uv, z, inside = project_points(point, _camera_b(), K, SIZE)
+    assert uv.tolist() == [[32, 4]] and z.tolist() == pytest.approx([3.0]) and inside.all()
+
+
+def test_rendered_pixel_projects_back_to_itself_in_two_frames():
+    # render the room from two poses; the surface point seen at a pixel of frame 1, when visible in frame 2,
+    # projects to the frame-2 pixel whose ray hits the same point
+    size = (60, 80)
+    Kc = intrinsics(80, 60)
+    pose1 = look_at([2.0, 1.0, 1.2], [2.2, 3.0, 1.0])
+    pose2 = look_at([1.5, 1.2, 1.4], [2.5, 3.0, 0.9])
+    depth1, _ = render(pose1, Kc, size)
+    depth2, _ = render(pose2, Kc, size)
+    v, u = np.mgrid[0:60:7, 0:80:9]
+    z = depth1[v, u]
+    cam = np.stack([(u - Kc[0, 2]) * z / Kc[0, 0], (v - Kc[1, 2]) * z / Kc[1, 1], z], -1).reshape(-1, 3)
+    world = cam @ pose1[:3, :3].T + pose1[:3, 3]
+    uv1, _, inside1 = project_points(world, pose1, Kc, size)
+    assert inside1.all() and (uv1 == np.stack([u.ravel(), v.ravel()], 1)).all()
+    corr = find_correspondences(world, depth2, pose2, Kc, size)
+    assert len(corr) > 0.5 * len(world)  # most of the wall is seen by both
+    for cu, cv, p in corr:  # the frame-2 ray through (cu, cv) reaches the point within a pixel's footprint
+        ray = np.linalg.inv(Kc) @ [cu, cv, 1.0]
+        hit = pose2[:3, :3] @ (ray * depth2[cv, cu]) + pose2[:3, 3]
+        assert np.linalg.norm(hit - world[p]) < 2 * depth2[cv, cu] / Kc[0, 0] + 1e-3
+
+
+def test_behind_camera_and_outside_image_are_not_inside():
+    points = np.array([[0.0, 0.0, -1.0], [10.0, 0.0, 1.0], [0.0, 0.0, 1e-9], [0.0, 0.0, 2.0]])
+    _, _, inside = project_points(points, np.eye(4), K, SIZE)
+    assert inside.tolist() == [False, False, False, True]
+
+
+def test_pixel_edges_follow_the_centre_convention():
+    # pixel u covers [u - 0.5, u + 0.5): x = -0.4 -> 0, x = -0.6 -> outside, x = 63.4 -> 63, x = 63.6 -> outside
+    xs = np.array([-0.4, -0.6, 63.4, 63.6])
+    points = np.stack([(xs - 32.0) / 100.0, np.zeros(4), np.ones(4)], 1)
+    uv, _, inside = project_points(points, np.eye(4), K, SIZE)
+    assert inside.tolist() == [True, False, True, False]
+    assert uv[inside, 0].tolist() == [0, 63]
+
+
+def test_hidden_points_behind_an_occluder_get_no_correspondence():
+    # a wall grid at y = 3 seen from y = 0.5; a box in front hides part of it
+    pose = look_at([2.0, 0.5, 1.25], [2.0, 3.0, 1.25])
+    size = (60, 80)
+    Kc = intrinsics(80, 60, fov_x_deg=60)
+    occ = Occluder(np.array([1.6, 1.5, 0.9]), np.array([2.4, 1.8, 1.6]))
+    depth, _ = render(pose, Kc, size, occ)
+    xs, zs = np.meshgrid(np.linspace(1.0, 3.0, 41), np.linspace(0.5, 2.0, 31))
+    wall = np.stack([xs.ravel(), np.full(xs.size, 3.0), zs.ravel()], 1)
+    front = np.stack([xs.ravel() * 0.3 + 1.4, np.full(xs.size, 1.5), zs.ravel() * 0.4 + 0.75], 1)
+    in_front = (front[:, 0] > 1.62) & (front[:, 0] < 2.38) & (front[:, 2] > 0.92) & (front[:, 2] < 1.58)
+    front = front[in_front]  # points on the occluder's face towards the camera
+    points = np.concatenate([wall, front])
+    corr = find_correspondences(points, depth, pose, Kc, size)
+    matched = np.zeros(len(points), bool)
+    matched[corr[:, 2]] = True
+    # which wall points the box hides: the segment from the camera crosses the occluder's front plane inside it
+    t = (1.5 - 0.5) / (wall[:, 1] - 0.5)
+    cross = pose[:3, 3] + t[:, None] * (wall - pose[:3, 3])
+    hidden = (cross[:, 0] > 1.6) & (cross[:, 0] < 2.4) & (cross[:, 2] > 0.9) & (cross[:, 2] < 1.6)
+    margin = ((np.abs(cross[:, 0] - 1.6) < 0.03) | (np.abs(cross[:, 0] - 2.4) < 0.03)
+              | (np.abs(cross[:, 2] - 0.9) < 0.03) | (np.abs(cross[:, 2] - 1.6) < 0.03))  # silhouette pixels
+    _, _, inside = project_points(wall, pose, Kc, size)
+    assert hidden.sum() > 20
+    assert not matched[:len(wall)][hidden & ~margin].any()
+    assert matched[:len(wall)][inside & ~hidden & ~margin].all()
+    assert matched[len(wall):].all()
+
+
+def test_missing_depth_matches_nothing_and_tolerance_is_respected():
+    point = np.array([[0.3, -0.6, 3.0]])  # pixel (42, 4), z = 3
+    depth = np.zeros(SIZE, np.float32)
+    assert len(find_correspondences(point, depth, np.eye(4), K, SIZE)) == 0
+    depth[4, 42] = 3.0 + 0.05 + 0.02 * 3.0 - 1e-4  # just inside abs_tol + rel_tol * z_depth
+    assert find_correspondences(point, depth, np.eye(4), K, SIZE).tolist() == [[42, 4, 0]]
+    depth[4, 42] = 3.0 + 0.05 + 0.02 * 3.2 + 1e-3  # just outside
+    assert len(find_correspondences(point, depth, np.eye(4), K, SIZE)) == 0
+
+
+def test_several_points_on_one_pixel_are_all_kept():
+    points = np.array([[0.0, 0.0, 2.0], [0.001, 0.0, 2.01], [0.0, 0.0, 2.5]])
+    depth = np.full(SIZE, 2.0, np.float32)
+    corr = find_correspondences(points, depth, np.eye(4), K, SIZE)
+    assert corr.tolist() == [[32, 24, 0], [32, 24, 1]]
+
+
+def test_depth_must_match_the_image_size():
+    with pytest.raises(ValueError, match="image size"):
+        find_correspondences(np.zeros((1, 3)), np.zeros((10, 10)), np.eye(4), K, SIZE)
+
+
+def test_scaled_intrinsics_follow_the_resized_image():
+    # continuous coordinate x at full size lands at (x + 0.5) * s - 0.5 after resizing
+    K_full = np.array([[500.0, 0.0, 319.5], [0.0, 480.0, 239.5], [0.0, 0.0, 1.0]])
+    K_small = scale_intrinsics_to_size(K_full, (480, 640), (120, 160))
+    assert K_small[0, 0] == 125.0 and K_small[1, 1] == 120.0
+    assert K_small[0, 2] == pytest.approx(79.5) and K_small[1, 2] == pytest.approx(59.5)
+    # a textured image rendered at full size, resized with PIL, matches a rendering at the small size
+    pose = look_at([2.0, 0.8, 1.2], [2.2, 3.0, 1.0])
+    K_big = intrinsics(320, 240)
+    _, big = render(pose, K_big, (240, 320))
+    resized = np.asarray(Image.fromarray(big).resize((80, 60), Image.BILINEAR)).astype(int)
+    _, small = render(pose, scale_intrinsics_to_size(K_big, (240, 320), (60, 80)), (60, 80))
+    assert np.abs(resized - small.astype(int))[2:-2, 2:-2].mean() < 3
+    # the plain scaling (cx * s) would be off by 1.5 pixels here; check that it is measurably worse
+    K_plain = K_big.copy()
+    K_plain[:2] *= 0.25
+    _, plain = render(pose, K_plain, (60, 80))
+    assert np.abs(resized - plain.astype(int))[2:-2, 2:-2].mean() > np.abs(resized - small.astype(int))[2:-2,
+                                                                                                      2:-2].mean()
+
+
+def test_resample_depth_through_another_camera():
+    pose = look_at([2.0, 0.8, 1.2], [2.2, 3.0, 1.0])
+    K_depth = intrinsics(64, 48, fov_x_deg=60)
+    K_color = intrinsics(80, 60, fov_x_deg=75)  # wider than the depth camera: its border has no depth
+    depth, _ = render(pose, K_depth, (48, 64))
+    truth, _ = render(pose, K_color, (60, 80))
+    out = resample_depth(depth, K_depth, K_color, (60, 80))
+    assert out.shape == (60, 80) and out.dtype == np.float32
+    assert (out[:, 0] == 0).all() and (out[:, -1] == 0).all()  # outside the depth camera's view
+    covered = out > 0
+    assert covered[20:40, 25:55].all()
+    # nearest neighbour: within one depth pixel's footprint of the exact depth
+    assert np.abs(out[covered] - truth[covered]).max() < 0.05 * truth.max()
+    flat, valid = depth_lookup(K_depth, (48, 64), K_color, (60, 80))
+    assert np.array_equal(resample_depth(depth, K_depth, K_color, (60, 80), lookup=(flat, valid)), out)
+
+
+def test_pixel_to_patch():
+    assert pixel_to_patch(0, 0, 320, 16) == 0
+    assert pixel_to_patch(15, 15, 320, 16) == 0
+    assert pixel_to_patch(16, 0, 320, 16) == 1
+    assert pixel_to_patch(0, 16, 320, 16) == 20
+    assert pixel_to_patch(319, 239, 320, 16) == 14 * 20 + 19  # the last of 15 x 20 patches
+    u, v = np.array([3, 40]), np.array([17, 0])
+    assert pixel_to_patch(u, v, 64, 16).tolist() == [4, 2]
+    with pytest.raises(ValueError, match="divisor"):
+        pixel_to_patch(0, 0, 100, 16)
+
+
+def test_colour_of_projected_points_matches_the_rendered_image():
+    pose = look_at([1.0, 1.0, 1.5], [3.0, 2.5, 0.5])
+    Kc = intrinsics(80, 60)
+    depth, color = render(pose, Kc, (60, 80))
+    rng = np.random.default_rng(0)
+    points = np.concatenate([
+        np.stack([rng.uniform(0, 4, 300), np.full(300, 3.0), rng.uniform(0, 2.5, 300)], 1),  # back wall
+        np.stack([rng.uniform(0, 4, 300), rng.uniform(0, 3, 300), np.zeros(300)], 1),  # floor
+    ])
+    corr = find_correspondences(points, depth, pose, Kc, (60, 80))
+    assert len(corr) > 50
+    diff = np.abs(color[corr[:, 1], corr[:, 0]].astype(int) - color_of(points[corr[:, 2]]).astype(int))
+    assert np.median(diff) < 6 and diff.max() < 40

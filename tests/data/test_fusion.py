@@ -1,0 +1,132 @@
+"""Mesh down-sampling, normals and RGB-D fusion of concerto3d.data.fusion."""
+
+import numpy as np
+import pytest
+
+from concerto3d.data.correspondence import project_points
+from concerto3d.data.fusion import (
+    VoxelFusion, backproject_depth, estimate_normals, mesh_vertex_normals, voxel_representatives,
+)
+from rgbd_scenes import ROOM_HI, ROOM_LO, FakeFrameSource, color_of, grid_box_mesh, room_poses
+
+
+def _distance_to_room_surface(p: np.ndarray) -> np.ndarray:
+    """Distance of points inside the room to its nearest wall/floor/ceiling."""
+    return np.min(np.concatenate([p - ROOM_LO, ROOM_HI - p], axis=1), axis=1)
+
+
+def test_voxel_representatives_pick_the_vertex_nearest_the_centre():
+    voxel = 1.0
+    points = np.array([
+        [0.1, 0.1, 0.1],   # voxel (0,0,0), far from the centre
+        [0.5, 0.5, 0.75],  # voxel (0,0,0), nearest the centre -> kept
+        [1.5, 0.5, 0.5],   # voxel (1,0,0), alone -> kept
+        [0.5, 0.5, 0.25],  # voxel (0,0,0), tie with index 1 -> index 1 wins
+        [-0.5, 0.5, 0.5],  # voxel (-1,0,0) -> kept
+    ])
+    assert voxel_representatives(points, voxel).tolist() == [1, 2, 4]
+
+
+def test_voxel_representatives_one_per_voxel_and_deterministic():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-1, 1, (5000, 3))
+    keep = voxel_representatives(points, 0.2)
+    keys = np.floor(points / 0.2).astype(int)
+    assert len(np.unique(keys[keep], axis=0)) == len(keep) == len(np.unique(keys, axis=0))
+    shuffled = rng.permutation(len(points))
+    # the same set of points in another order gives the same representatives
+    again = shuffled[voxel_representatives(points[shuffled], 0.2)]
+    assert sorted(again.tolist()) == keep.tolist()
+
+
+def test_mesh_vertex_normals_are_area_weighted_and_unit():
+    # vertex 0 is shared by a big triangle in the z=0 plane (normal +z) and a small one in the x=0 plane (+x)
+    vertices = np.array([[0, 0, 0], [2, 0, 0], [0, 2, 0], [0, 0, 0.1], [0, 0.1, 0], [5, 5, 5]], np.float64)
+    faces = np.array([[0, 1, 2], [0, 4, 3]])
+    normals, valid = mesh_vertex_normals(vertices, faces)
+    assert valid.tolist() == [True, True, True, True, True, False]
+    assert np.allclose(np.linalg.norm(normals[valid], axis=1), 1)
+    area_z, area_x = 2.0, 0.005
+    expected = np.array([area_x, 0, area_z]) / np.hypot(area_x, area_z)
+    assert np.allclose(normals[0], expected, atol=1e-6)
+    assert np.allclose(normals[1], [0, 0, 1]) and np.allclose(normals[3], [1, 0, 0])
+
+
+def test_room_mesh_normals_point_inwards():
+    vertices, faces = grid_box_mesh(ROOM_LO, ROOM_HI, 0.5, inward=True)
+    normals, valid = mesh_vertex_normals(vertices, faces)
+    assert valid.all()
+    centre = (ROOM_LO + ROOM_HI) / 2
+    assert (np.sum(normals * (centre - vertices), axis=1) > 0).all()
+
+
+def test_backprojected_depth_projects_back_to_its_pixels():
+    src = FakeFrameSource(room_poses(1), depth_size=(24, 32))
+    frame = next(src.iter_frames())
+    pts = backproject_depth(frame.depth, frame.intrinsic_depth, frame.camera_to_world)
+    assert len(pts) == 24 * 32
+    uv, z, inside = project_points(pts, frame.camera_to_world, frame.intrinsic_depth, (24, 32))
+    v, u = np.mgrid[0:24, 0:32]
+    assert inside.all() and np.array_equal(uv, np.stack([u.ravel(), v.ravel()], 1))
+    assert np.allclose(z, frame.depth.ravel(), atol=1e-5)
+    assert _distance_to_room_surface(pts).max() < 1e-4
+    assert len(backproject_depth(frame.depth, frame.intrinsic_depth, frame.camera_to_world, stride=2)) == 12 * 16
+
+
+def test_fusion_points_lie_on_the_surface_with_its_colour_and_normals():
+    src = FakeFrameSource(room_poses(6), color_size=(60, 80), depth_size=(48, 64))
+    voxel = 0.05
+    fusion = VoxelFusion(voxel)
+    readings = []
+    for frame in src.iter_frames():
+        fusion.add_frame(frame.depth, frame.intrinsic_depth, frame.color, frame.intrinsic_color,
+                         frame.camera_to_world)
+        readings.append(backproject_depth(frame.depth, frame.intrinsic_depth, frame.camera_to_world))
+    coord, color, towards = fusion.result()
+    assert coord.dtype == np.float32 and color.dtype == np.uint8 and len(coord) > 1000
+    # one point per voxel holding readings (the colour camera sees all the depth camera sees), each the mean of
+    # readings on the surface: on it, or within a voxel of it at corners and edges
+    assert len(coord) == len(np.unique(np.floor(np.concatenate(readings) / voxel).astype(int), axis=0))
+    dist = _distance_to_room_surface(coord.astype(np.float64))
+    assert np.median(dist) < 1e-3 and dist.max() < voxel
+    # the colour is the texture at that place (up to the texture's variation inside a voxel)
+    diff = np.abs(color.astype(int) - color_of(coord).astype(int))
+    assert np.median(diff) < 5
+    normals = estimate_normals(coord, radius=3 * voxel, towards=towards)
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1, atol=1e-5)
+    centre = (ROOM_LO + ROOM_HI) / 2
+    facing_in = np.sum(normals * (centre - coord), axis=1) > 0
+    assert facing_in.mean() > 0.98
+
+
+def test_fusion_memory_is_per_voxel_and_result_is_deterministic():
+    poses = room_poses(3)
+    results = []
+    for _ in range(2):
+        fusion = VoxelFusion(0.1)
+        fusion._MERGE_ROWS = 10  # force a merge after every frame
+        for frame in FakeFrameSource(poses * 4).iter_frames():  # the same views again: no new voxels
+            fusion.add_frame(frame.depth, frame.intrinsic_depth, frame.color, frame.intrinsic_color,
+                             frame.camera_to_world)
+            assert len(fusion._keys) <= 4000
+        results.append(fusion.result())
+    fusion = VoxelFusion(0.1)
+    for frame in FakeFrameSource(poses).iter_frames():
+        fusion.add_frame(frame.depth, frame.intrinsic_depth, frame.color, frame.intrinsic_color,
+                         frame.camera_to_world)
+    once = fusion.result()
+    for a, b in zip(results[0], results[1]):
+        assert a.tobytes() == b.tobytes()
+    assert len(once[0]) == len(results[0][0])
+    assert np.allclose(once[0], results[0][0], atol=1e-5)
+
+
+def test_fusion_drops_readings_beyond_max_depth_and_checks_arguments():
+    frame = next(FakeFrameSource(room_poses(1)).iter_frames())
+    near = VoxelFusion(0.05, max_depth=1.0)
+    near.add_frame(frame.depth, frame.intrinsic_depth, frame.color, frame.intrinsic_color, frame.camera_to_world)
+    cam = frame.camera_to_world[:3, 3]
+    coord, _, _ = near.result()
+    assert len(coord) == 0 or np.linalg.norm(coord - cam, axis=1).max() < 1.0 * np.sqrt(3) + 0.1
+    with pytest.raises(ValueError, match="voxel"):
+        VoxelFusion(0.0)
