@@ -102,7 +102,8 @@ class RGBDFolderSource:
 
     Args:
         root: the folder.
-        preset: ``"7scenes"``, ``"tum"`` or None; explicit arguments below override the preset's.
+        preset: ``"7scenes"``, ``"tum"`` or None; explicit arguments below override the preset's. With no preset
+            and no patterns, the preset whose files are in the folder is used.
         color, depth, pose: file patterns with one ``*`` (relative to ``root``).
         intrinsics: the intrinsics file (3x3, 4x4 or ``fx fy cx cy``), relative to ``root`` or absolute.
         depth_scale: raw depth units per metre (metres = value / depth_scale).
@@ -120,6 +121,9 @@ class RGBDFolderSource:
             raise InputError("RGB-D folder not found", self.root)
         if preset is not None and preset not in PRESETS:
             raise InputError(f"unknown RGB-D preset {preset!r}; known: {sorted(PRESETS)}")
+        if preset is None and color is None and depth is None and pose is None:
+            preset = looks_like_rgbd_folder(self.root)  # no layout given: recognise a preset's files
+        self.preset = preset
         p = PRESETS.get(preset)
         color_patterns = (color,) if color else (p.color if p else None)
         depth_patterns = (depth,) if depth else (p.depth if p else None)
@@ -188,12 +192,19 @@ class RGBDFolderSource:
         return item
 
 
-def looks_like_rgbd_folder(root: str | os.PathLike) -> str | None:
-    """The preset whose colour and depth patterns match files in ``root`` (``"7scenes"``, ``"tum"``), else None."""
+def looks_like_rgbd_folder(root: str | os.PathLike, preset: str | None = None) -> str | None:
+    """The preset whose colour and depth patterns match files in ``root`` (``"7scenes"``, ``"tum"``), else None.
+
+    Args:
+        root: a folder.
+        preset: check only this preset (None: try them all, in the order of :data:`PRESETS`).
+    """
     root = Path(root)
+    if preset is not None and preset not in PRESETS:
+        raise InputError(f"unknown RGB-D preset {preset!r}; known: {sorted(PRESETS)}")
     if not root.is_dir():
         return None
-    for name, preset in PRESETS.items():
+    for name, preset in ((preset, PRESETS[preset]),) if preset else PRESETS.items():
         if _first_matching(root, preset.color)[1] and _first_matching(root, preset.depth)[1]:
             return name
     return None

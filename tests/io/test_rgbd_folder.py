@@ -56,6 +56,8 @@ def test_7scenes_folder_read_back(tmp_path):
         np.testing.assert_allclose(f.camera_to_world, pose(i), atol=1e-12)
         np.testing.assert_array_equal(f.intrinsic_depth, [[585, 0, 320], [0, 585, 240], [0, 0, 1]])
     assert [x.index for x in source.iter_frames(step=4)] == [0, 4, 8]
+    assert RGBDFolderSource(seq).preset == "7scenes"  # recognised without being named
+    assert looks_like_rgbd_folder(seq, preset="tum") is None
 
 
 def test_tum_folder_with_parent_intrinsics_and_quaternion_poses(tmp_path):
