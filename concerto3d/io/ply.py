@@ -102,6 +102,8 @@ def write_labels_ply(path: str | os.PathLike, mesh: Mesh, nyu40: np.ndarray) -> 
 
 
 # -- reading ------------------------------------------------------------------------------------------------
+_TRIANGLES = {"face": {"vertex_indices": 3, "vertex_index": 3}}
+
 def _read_plydata(path: str | os.PathLike, what: str):
     from plyfile import PlyData, PlyHeaderParseError, PlyElementParseError
 
@@ -111,7 +113,10 @@ def _read_plydata(path: str | os.PathLike, what: str):
     if path.stat().st_size == 0:
         raise FormatError(f"{what} file is empty", path)
     try:
-        data = PlyData.read(str(path))
+        try:  # fast path: triangles read as one memory-mapped array, not face by face
+            data = PlyData.read(str(path), known_list_len=_TRIANGLES)
+        except PlyElementParseError:  # polygons of other sizes (or a damaged file): the general reader decides
+            data = PlyData.read(str(path))
     except (PlyHeaderParseError, PlyElementParseError, ValueError, EOFError, OSError, IndexError, KeyError,
             UnicodeDecodeError, TypeError) as err:
         message = " ".join(str(err).split())[:200]

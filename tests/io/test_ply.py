@@ -117,3 +117,18 @@ def test_labels_ply_without_label_property(tmp_path):
         read_vertex_labels_ply(tmp_path / "m.ply")
     with pytest.raises(InputError, match="not found"):
         read_mesh_ply(tmp_path / "missing.ply")
+
+
+def test_quads_and_ascii_ply_are_triangulated(tmp_path):
+    from plyfile import PlyData, PlyElement
+
+    vertex = np.array([(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (0, 0, 1)],
+                      dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    face = np.empty(2, dtype=[("vertex_indices", "O")])
+    face["vertex_indices"] = [np.array([0, 1, 2, 3], np.int32), np.array([0, 1, 4], np.int32)]
+    for text in (True, False):
+        PlyData([PlyElement.describe(vertex, "vertex"), PlyElement.describe(face, "face")],
+                text=text).write(str(tmp_path / "q.ply"))
+        mesh = read_mesh_ply(tmp_path / "q.ply")
+        np.testing.assert_array_equal(mesh.faces, [[0, 1, 2], [0, 2, 3], [0, 1, 4]])
+        assert (mesh.colors == 128).all()

@@ -151,3 +151,19 @@ def test_export_bad_inputs(tmp_path):
         ScanNetExportSource(scene)
     with pytest.raises(InputError, match="no frames"):
         ScanNetScene(tmp_path).frame_source()
+
+
+def test_scene_prefers_sens_and_can_be_told_otherwise(tmp_path):
+    from concerto3d.io.sens import SensFrameSource, SensWriter
+
+    scene = tmp_path / "scene0003_00"
+    make_export(scene, n=2)
+    with SensWriter(scene / "scene0003_00.sens", dict(intrinsic_color=KC, intrinsic_depth=KD, color_width=80,
+                                                      color_height=60, depth_width=40, depth_height=30)) as w:
+        w.add_frame(np.eye(4), np.zeros((60, 80, 3), np.uint8), np.zeros((30, 40), np.uint16))
+    s = ScanNetScene(scene)
+    assert s.has_sens and s.has_export and not s.has_mesh
+    assert isinstance(s.frame_source(), SensFrameSource) and len(s.frame_source()) == 1
+    assert isinstance(s.frame_source("export"), ScanNetExportSource)
+    with pytest.raises(InputError, match="'auto', 'sens' or 'export'"):
+        s.frame_source("video")
