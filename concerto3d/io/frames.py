@@ -7,10 +7,18 @@ the source yields a :class:`FrameSkip` with a short, stable reason, and the cons
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
+
+from concerto3d.errors import FormatError
+from concerto3d.io.geometry_files import read_pose
+from concerto3d.io.images import DepthBitDepthError, read_color, read_depth
+
+log = logging.getLogger(__name__)
 
 # the stable reasons a reader may give; consumers may group skips by them
 SKIP_INVALID_POSE = "invalid pose"
@@ -84,3 +92,34 @@ def check_step(step: int) -> int:
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
         raise ValueError(f"step must be a positive integer, got {step!r}")
     return int(step)
+
+
+def load_frame(index: int, color_path: Path, depth_path: Path, pose_path: Path, pose_format: str,
+               depth_scale: float, intrinsic_color: np.ndarray, intrinsic_depth: np.ndarray
+               ) -> RGBDFrame | FrameSkip:
+    """Read one frame from its three files; per-frame problems become a ``FrameSkip`` (with a logged warning).
+
+    A file that does not decode is one bad frame: skipped. A depth PNG that decodes but is not 16-bit (8-bit)
+    raises :class:`~concerto3d.io.images.DepthBitDepthError` (a FormatError): every frame of such a folder would be
+    wrong, so it is not skipped silently.
+    """
+    try:
+        pose = read_pose(pose_path, pose_format)
+    except FormatError as err:
+        log.warning("skipping a frame: %s", err)
+        return FrameSkip(index, SKIP_UNREADABLE_POSE)
+    if not is_valid_pose(pose):
+        return FrameSkip(index, SKIP_INVALID_POSE)
+    try:
+        color = read_color(color_path)
+    except FormatError as err:
+        log.warning("skipping a frame: %s", err)
+        return FrameSkip(index, SKIP_UNREADABLE_COLOR)
+    try:
+        depth = read_depth(depth_path, depth_scale)
+    except DepthBitDepthError:
+        raise
+    except FormatError as err:
+        log.warning("skipping a frame: %s", err)
+        return FrameSkip(index, SKIP_UNREADABLE_DEPTH)
+    return RGBDFrame(index, color, depth, pose, intrinsic_color.copy(), intrinsic_depth.copy())

@@ -28,14 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 
-from concerto3d.errors import FormatError, InputError
+from concerto3d.errors import InputError
 from concerto3d.io.frames import (SKIP_MISSING_COLOR, SKIP_MISSING_DEPTH, SKIP_MISSING_POSE, FrameSkip, RGBDFrame,
-                                  check_step)
+                                  check_step, load_frame)
 from concerto3d.io.geometry_files import read_intrinsics, scale_intrinsics
 from concerto3d.io.images import check_depth_scale
-from concerto3d.io.scannet import load_frame
 
 log = logging.getLogger(__name__)
 

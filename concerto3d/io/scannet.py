@@ -27,11 +27,10 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from concerto3d.errors import FormatError, InputError
-from concerto3d.io.frames import (SKIP_INVALID_POSE, SKIP_MISSING_COLOR, SKIP_MISSING_DEPTH, SKIP_MISSING_POSE,
-                                  SKIP_UNREADABLE_COLOR, SKIP_UNREADABLE_DEPTH, SKIP_UNREADABLE_POSE, FrameSkip,
-                                  RGBDFrame, check_step, is_valid_pose)
-from concerto3d.io.geometry_files import read_intrinsics, read_pose
-from concerto3d.io.images import DepthBitDepthError, check_depth_scale, read_color, read_depth
+from concerto3d.io.frames import (SKIP_MISSING_COLOR, SKIP_MISSING_DEPTH, SKIP_MISSING_POSE, FrameSkip, RGBDFrame,
+                                  check_step, load_frame)
+from concerto3d.io.geometry_files import read_intrinsics
+from concerto3d.io.images import check_depth_scale
 from concerto3d.labels import NYU40_NAMES, nyu40_to_scannet20
 
 log = logging.getLogger(__name__)
@@ -393,37 +392,6 @@ class ScanNetExportSource:
                 return FrameSkip(index, reason)
         return load_frame(index, self._color[index], self._depth[index], self._pose[index], "matrix",
                           self.depth_scale, self.intrinsic_color, self.intrinsic_depth)
-
-
-def load_frame(index: int, color_path: Path, depth_path: Path, pose_path: Path, pose_format: str,
-               depth_scale: float, intrinsic_color: np.ndarray, intrinsic_depth: np.ndarray
-               ) -> RGBDFrame | FrameSkip:
-    """Read one frame from its three files; per-frame problems become a ``FrameSkip`` (with a logged warning).
-
-    A file that does not decode is one bad frame: skipped. A depth PNG that decodes but is not 16-bit (8-bit)
-    raises :class:`~concerto3d.io.images.DepthBitDepthError` (a FormatError): every frame of such a folder would be
-    wrong, so it is not skipped silently.
-    """
-    try:
-        pose = read_pose(pose_path, pose_format)
-    except FormatError as err:
-        log.warning("skipping a frame: %s", err)
-        return FrameSkip(index, SKIP_UNREADABLE_POSE)
-    if not is_valid_pose(pose):
-        return FrameSkip(index, SKIP_INVALID_POSE)
-    try:
-        color = read_color(color_path)
-    except FormatError as err:
-        log.warning("skipping a frame: %s", err)
-        return FrameSkip(index, SKIP_UNREADABLE_COLOR)
-    try:
-        depth = read_depth(depth_path, depth_scale)
-    except DepthBitDepthError:
-        raise
-    except FormatError as err:
-        log.warning("skipping a frame: %s", err)
-        return FrameSkip(index, SKIP_UNREADABLE_DEPTH)
-    return RGBDFrame(index, color, depth, pose, intrinsic_color.copy(), intrinsic_depth.copy())
 
 
 # -- scene folders ----------------------------------------------------------------------------------------
