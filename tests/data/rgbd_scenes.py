@@ -148,3 +148,81 @@ def room_poses(n: int, seed: int = 0) -> list[np.ndarray]:
         target = eye + np.array([np.cos(angle), np.sin(angle), -0.25 + 0.2 * rng.random()])
         poses.append(look_at(eye, target))
     return poses
+
+
+# -- on-disk inputs ------------------------------------------------------------------------------------------
+OCCLUDER = Occluder(np.array([1.7, 1.8, 0.0]), np.array([2.3, 2.2, 0.8]))  # a box standing on the floor
+
+
+def room_mesh(step: float = 0.1, occluder: Occluder | None = OCCLUDER):
+    """The room (and occluder) as one mesh with labels.
+
+    Returns:
+        vertices (V, 3) f32, colors (V, 3) u8, faces (F, 3) i32, nyu40 (V,) int (wall 1, floor 2, ceiling 22,
+        occluder 5 = chair), segment (V,) int (0 room, 1 occluder).
+    """
+    v, f = grid_box_mesh(ROOM_LO, ROOM_HI, step, inward=True)
+    nyu40 = np.where(v[:, 2] <= 1e-6, 2, np.where(v[:, 2] >= ROOM_HI[2] - 1e-6, 22, 1))
+    segment = np.zeros(len(v), int)
+    if occluder is not None:
+        ov, of = grid_box_mesh(occluder.lo, occluder.hi, step / 2, inward=False)
+        f = np.concatenate([f, of + len(v)])
+        v = np.concatenate([v, ov])
+        nyu40 = np.concatenate([nyu40, np.full(len(ov), 5)])
+        segment = np.concatenate([segment, np.ones(len(ov), int)])
+    return v, color_of(v), f.astype(np.int32), nyu40, segment
+
+
+def write_scannet_scene(root, name: str, poses, color_size=(96, 128), depth_size=(48, 64),
+                        occluder: Occluder | None = OCCLUDER, mesh: bool = True):
+    """A ScanNet-layout scene ``root/scans/<name>/``: ``.sens`` (JPEG colour, mm depth), mesh, labels, instances.
+
+    Returns:
+        the scene folder.
+    """
+    from pathlib import Path
+
+    from concerto3d.io import ply, scannet
+    from concerto3d.io.sens import SensWriter
+
+    src = FakeFrameSource(poses, color_size, depth_size, occluder, name)
+    folder = Path(root) / "scans" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    header = dict(intrinsic_color=src.K_color, intrinsic_depth=src.K_depth, color_width=color_size[1],
+                  color_height=color_size[0], depth_width=depth_size[1], depth_height=depth_size[0])
+    with SensWriter(folder / f"{name}.sens", header) as writer:
+        for i, pose in enumerate(src.poses):
+            if not np.all(np.isfinite(pose)):
+                writer.add_frame(pose, np.zeros((*color_size, 3), np.uint8), np.zeros(depth_size, np.uint16))
+                continue
+            _, color = render(pose, src.K_color, color_size, occluder)
+            depth, _ = render(pose, src.K_depth, depth_size, occluder)
+            writer.add_frame(pose, color, np.round(depth * 1000).astype(np.uint16))
+    if mesh:
+        v, c, f, nyu40, segment = room_mesh(occluder=occluder)
+        m = ply.Mesh(v, c, f)
+        ply.write_mesh_ply(folder / f"{name}_vh_clean_2.ply", m)
+        ply.write_labels_ply(folder / f"{name}_vh_clean_2.labels.ply", m, nyu40)
+        scannet.write_segs_json(folder / f"{name}_vh_clean_2.0.010000.segs.json", name, segment)
+        scannet.write_aggregation_json(folder / f"{name}.aggregation.json", name,
+                                       [{"id": 0, "objectId": 7, "segments": [1], "label": "chair"}])
+    return folder
+
+
+def write_7scenes_folder(folder, poses, size=(48, 64), occluder: Occluder | None = None):
+    """A generic RGB-D folder in the 7-Scenes layout: PNG colour and depth (mm), 4x4 pose files, intrinsics."""
+    from pathlib import Path
+
+    from concerto3d.io.geometry_files import write_matrix
+    from concerto3d.io.images import write_color_png, write_depth_png
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    K = intrinsics(size[1], size[0])
+    write_matrix(folder / "camera-intrinsics.txt", K)
+    for i, pose in enumerate(poses):
+        depth, color = render(pose, K, size, occluder)
+        write_color_png(folder / f"frame-{i:06d}.color.png", color)
+        write_depth_png(folder / f"frame-{i:06d}.depth.png", np.round(depth * 1000).astype(np.uint16))
+        write_matrix(folder / f"frame-{i:06d}.pose.txt", pose)
+    return folder
