@@ -1,0 +1,212 @@
+"""Write generated scenes in ScanNet's on-disk layout (data/README.md section 1) through the ``concerto3d.io`` writers.
+
+Each scene is drawn from its own generator seeded with ``(seed, scene index)``, so a dataset is the same byte for
+byte whatever the number of workers, and scene k is the same whatever the number of scenes. A scene folder appears
+only when complete: it is written under ``scans/.tmp-<scene>-<pid>`` and renamed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from concerto3d.synth.mesh import DenseMesh, build_mesh
+from concerto3d.synth.render import Renderer, camera_path, scannet_intrinsics
+from concerto3d.synth.scene import CATEGORY_NYU40, Scene, sample_scene
+
+log = logging.getLogger(__name__)
+
+JPEG_QUALITY = 92
+VAL_FRACTION = 0.2
+
+
+def scene_name(index: int) -> str:
+    """ScanNet-style scene name: 0 -> ``scene0000_00``."""
+    return f"scene{index:04d}_00"
+
+
+def _check_size(size, what: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be (width, height), got {size!r}") from None
+    if not (8 <= w <= 8192 and 8 <= h <= 8192):
+        raise ValueError(f"{what} must be between 8x8 and 8192x8192 pixels, got {w}x{h}")
+    return w, h
+
+
+def split_scenes(names: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic ~80/20 train/val split; at least one val scene when there are two or more scenes.
+
+    Returns:
+        (train, val), each sorted.
+    """
+    n = len(names)
+    n_val = 0 if n < 2 else max(1, int(round(VAL_FRACTION * n)))
+    order = np.random.default_rng([seed, 0x5B117]).permutation(n)
+    val = sorted(names[i] for i in order[:n_val])
+    return sorted(set(names) - set(val)), val
+
+
+def label_table_rows() -> list[dict]:
+    """Rows of ``scannetv2-labels.combined.tsv`` for every raw category the generator uses."""
+    return [{"raw_category": raw, "category": raw, "nyu40id": nyu40} for raw, nyu40 in CATEGORY_NYU40.items()]
+
+
+def _scene_meta(name: str, scene: Scene, color_size, depth_size, Kc, Kd, num_frames: int) -> str:
+    identity = " ".join(["1", "0", "0", "0", "0", "1", "0", "0", "0", "0", "1", "0", "0", "0", "0", "1"])
+    items = [
+        ("axisAlignment", identity), ("colorHeight", color_size[1]), ("colorToDepthExtrinsics", identity),
+        ("colorWidth", color_size[0]), ("depthHeight", depth_size[1]), ("depthWidth", depth_size[0]),
+        ("fx_color", Kc[0, 0]), ("fx_depth", Kd[0, 0]), ("fy_color", Kc[1, 1]), ("fy_depth", Kd[1, 1]),
+        ("mx_color", Kc[0, 2]), ("mx_depth", Kd[0, 2]), ("my_color", Kc[1, 2]), ("my_depth", Kd[1, 2]),
+        ("numColorFrames", num_frames), ("numDepthFrames", num_frames), ("numIMUmeasurements", 0),
+        ("sceneType", scene.scene_type),
+    ]
+    return "".join(f"{k} = {float(v)!r}\n" if isinstance(v, (float, np.floating)) else f"{k} = {v}\n"
+                   for k, v in items)
+
+
+def _write_annotations(folder: Path, name: str, scene: Scene, mesh: DenseMesh) -> None:
+    from concerto3d.io import Mesh, write_aggregation_json, write_labels_ply, write_mesh_ply, write_segs_json
+
+    io_mesh = Mesh(mesh.vertices, mesh.colors, mesh.faces)
+    write_mesh_ply(folder / f"{name}_vh_clean_2.ply", io_mesh)
+    nyu40 = np.array([o.nyu40 for o in scene.objects], dtype=np.int64)[mesh.object_index]
+    write_labels_ply(folder / f"{name}_vh_clean_2.labels.ply", io_mesh, nyu40)
+    segs_file = f"{name}_vh_clean_2.0.010000.segs.json"
+    write_segs_json(folder / segs_file, name, mesh.segment)
+    # every segment lies in one object: the object of a segment is that of any of its vertices
+    seg_object = np.zeros(int(mesh.segment.max()) + 1, dtype=np.int64)
+    seg_object[mesh.segment] = mesh.object_index
+    groups = [{"id": k, "objectId": k, "label": obj.category,
+               "segments": np.flatnonzero(seg_object == k).tolist()} for k, obj in enumerate(scene.objects)]
+    write_aggregation_json(folder / f"{name}.aggregation.json", name, groups)
+
+
+def generate_scene(scans: str | os.PathLike, index: int, seed: int, num_frames: int,
+                   color_size: tuple[int, int] = (1296, 968), depth_size: tuple[int, int] = (640, 480)) -> dict:
+    """Generate, render and write one scene as ``scans/scene<index>_00``.
+
+    Returns:
+        a summary: name, vertices, faces, frames, categories present, seconds.
+    """
+    from concerto3d.io import SensWriter, write_color_jpeg, write_depth_png, write_matrix
+
+    start = time.perf_counter()
+    name = scene_name(index)
+    rng = np.random.default_rng([seed, index])
+    scene = sample_scene(rng)
+    mesh = build_mesh(scene)
+    renderer = Renderer(scene)
+    Kc, Kd = scannet_intrinsics(color_size, "color"), scannet_intrinsics(depth_size, "depth")
+    poses = camera_path(scene, num_frames, rng)
+
+    scans = Path(scans)
+    tmp = scans / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for sub in ("color", "depth", "pose", "intrinsic"):
+        (tmp / sub).mkdir(parents=True)
+    K4c, K4d = np.eye(4), np.eye(4)
+    K4c[:3, :3], K4d[:3, :3] = Kc, Kd
+    write_matrix(tmp / "intrinsic" / "intrinsic_color.txt", K4c)
+    write_matrix(tmp / "intrinsic" / "intrinsic_depth.txt", K4d)
+    write_matrix(tmp / "intrinsic" / "extrinsic_color.txt", np.eye(4))
+    write_matrix(tmp / "intrinsic" / "extrinsic_depth.txt", np.eye(4))
+    header = dict(intrinsic_color=K4c, intrinsic_depth=K4d, color_width=color_size[0], color_height=color_size[1],
+                  depth_width=depth_size[0], depth_height=depth_size[1], sensor_name="concerto3d-synth")
+    render_seconds = 0.0
+    with SensWriter(tmp / f"{name}.sens", header, jpeg_quality=JPEG_QUALITY) as sens:
+        for i, pose in enumerate(poses):
+            t0 = time.perf_counter()
+            color = renderer.render_color(pose, Kc, color_size)
+            depth = renderer.render_depth(pose, Kd, depth_size, np.random.default_rng([seed, index, 1, i]))
+            render_seconds += time.perf_counter() - t0
+            sens.add_frame(pose, color, depth)
+            write_color_jpeg(tmp / "color" / f"{i}.jpg", color, JPEG_QUALITY)
+            write_depth_png(tmp / "depth" / f"{i}.png", depth)
+            write_matrix(tmp / "pose" / f"{i}.txt", pose)
+    _write_annotations(tmp, name, scene, mesh)
+    (tmp / f"{name}.txt").write_text(_scene_meta(name, scene, color_size, depth_size, Kc, Kd, len(poses)),
+                                     encoding="utf-8")
+    final = scans / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return {"name": name, "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
+            "frames": int(len(poses)), "categories": sorted({o.category for o in scene.objects}),
+            "dropped": list(scene.dropped), "render_seconds": render_seconds,
+            "seconds": time.perf_counter() - start}
+
+
+def _generate_scene_star(args: tuple) -> dict:
+    return generate_scene(*args)
+
+
+def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, seed: int,
+                     color_size: tuple[int, int] = (1296, 968), depth_size: tuple[int, int] = (640, 480),
+                     workers: int = 1, progress: bool = True) -> dict:
+    """Generate ``num_scenes`` synthetic scans in ScanNet's layout under ``out``.
+
+    Writes ``out/scans/scene%04d_00/...`` (data/README.md section 1), ``out/scannetv2-labels.combined.tsv`` and
+    ``out/scannetv2_{train,val}.txt``.
+
+    Args:
+        out: output folder (created).
+        num_scenes: number of scenes (>= 1).
+        num_frames: frames per scene (>= 1).
+        seed: the dataset seed; scene k uses the generator seeded with (seed, k).
+        color_size, depth_size: (width, height) of the colour and depth images.
+        workers: processes generating scenes in parallel (the output does not depend on it).
+        progress: show a tqdm bar over scenes.
+    Returns:
+        a summary dict: out, scenes, train, val, frames, vertices (total), categories, seconds,
+        seconds_per_frame (rendering only), per-scene summaries under "per_scene".
+    """
+    from concerto3d.io import write_label_table, write_split
+
+    if int(num_scenes) < 1 or int(num_frames) < 1:
+        raise ValueError(f"need at least one scene and one frame, got scenes={num_scenes}, frames={num_frames}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    color_size, depth_size = _check_size(color_size, "color_size"), _check_size(depth_size, "depth_size")
+    start = time.perf_counter()
+    out = Path(out)
+    scans = out / "scans"
+    scans.mkdir(parents=True, exist_ok=True)
+    jobs = [(scans, k, int(seed), int(num_frames), color_size, depth_size) for k in range(int(num_scenes))]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="synth", unit="scene", disable=not progress)
+    results: list[dict] = []
+    if workers == 1:
+        for job in jobs:
+            results.append(generate_scene(*job))
+            bar.update()
+    else:
+        # spawn, not fork: Open3D's thread pool does not survive a fork
+        with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")) as pool:
+            for result in pool.map(_generate_scene_star, jobs):
+                results.append(result)
+                bar.update()
+    bar.close()
+    names = [r["name"] for r in results]
+    train, val = split_scenes(names, int(seed))
+    write_label_table(out / "scannetv2-labels.combined.tsv", label_table_rows())
+    write_split(out / "scannetv2_train.txt", train)
+    write_split(out / "scannetv2_val.txt", val)
+    frames = sum(r["frames"] for r in results)
+    return {"out": str(out), "scenes": names, "train": train, "val": val, "frames": frames,
+            "vertices": sum(r["vertices"] for r in results),
+            "categories": sorted({c for r in results for c in r["categories"]}),
+            "seconds": time.perf_counter() - start,
+            "seconds_per_frame": sum(r["render_seconds"] for r in results) / max(frames, 1),
+            "per_scene": results}
