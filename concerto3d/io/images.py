@@ -141,7 +141,7 @@ def encode_color_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
     buffer = io.BytesIO()
     subsampling = 0 if quality >= 90 else 2
-    Image.fromarray(rgb, mode="RGB").save(buffer, format="JPEG", quality=int(quality), subsampling=subsampling)
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=int(quality), subsampling=subsampling)
     return buffer.getvalue()
 
 
@@ -162,7 +162,7 @@ def write_color_jpeg(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95
 
 def write_color_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """Write (H, W, 3) uint8 RGB as a lossless PNG file."""
-    Image.fromarray(_check_color_array(rgb), mode="RGB").save(Path(path), format="PNG")
+    Image.fromarray(_check_color_array(rgb)).save(Path(path), format="PNG")
 
 
 def write_depth_png(path: str | os.PathLike, depth: np.ndarray) -> None:
