@@ -216,3 +216,23 @@ def test_stale_temporary_folders_are_removed_and_live_ones_kept(tmp_path):
     (dead / "coord.npy").write_bytes(b"half")
     assert clean_stale_tmp(tmp_path) == [dead.name]
     assert not dead.exists() and live.exists()
+
+
+@pytest.mark.slow
+def test_generated_scene_point_colours_match_its_images(tmp_path):
+    from concerto3d.synth import generate_dataset
+
+    generate_dataset(tmp_path / "synth", 1, 3, seed=0, color_size=(160, 120), depth_size=(80, 60), progress=False)
+    summary = preprocess(tmp_path / "synth", tmp_path / "out", frame_skip=1, progress=False, **SMALL)
+    assert summary["scenes"]["done"] == 1 and summary["frames"]["kept"] == 3
+    scene = tmp_path / "out" / "scene0000_00"
+    color = np.load(scene / "color.npy").astype(int)
+    corr = np.load(scene / "correspondences.npy")
+    assert (np.load(scene / "segment20.npy") >= 0).mean() > 0.5  # labelled scene
+    for k in range(3):
+        rows = corr[corr[:, 0] == k]
+        image = np.asarray(Image.open(scene / "images" / f"{k:06d}.jpg")).astype(int)
+        diff = np.abs(image[rows[:, 2], rows[:, 1]] - color[rows[:, 3]])
+        shuffled = np.abs(image[rows[:, 2], rows[:, 1]] - color[np.random.default_rng(k).permutation(rows[:, 3])])
+        assert len(rows) > 0.3 * 48 * 64
+        assert np.median(diff) < 8 < np.median(shuffled), k  # sub-pixel textures make single pixels differ
