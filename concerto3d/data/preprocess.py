@@ -567,6 +567,9 @@ def preprocess(scans: str | os.PathLike, out: str | os.PathLike, frame_skip: int
             results.append(result)
             if result["status"] == "skipped":
                 log.warning("skipped scene %s: %s", result["scene"], result["reason"])
+            elif result["status"] == "exists" and _meta_options(result["meta"]) != _meta_options(options):
+                log.warning("scene %s was preprocessed earlier with other options (%s); kept as it is: remove "
+                            "%s to redo it", result["scene"], _meta_options(result["meta"]), out / result["scene"])
             bar.update(1)
         if pool is not None:
             pool.close()
@@ -589,6 +592,18 @@ def preprocess(scans: str | os.PathLike, out: str | os.PathLike, frame_skip: int
         first = summary["skipped"][next(iter(summary["skipped"]))]
         raise InputError(f"no scene could be preprocessed (first reason: {first})", scans)
     return summary
+
+
+def _meta_options(meta_or_options) -> dict:
+    """The options that change a scene's content, from a meta dict or from PreprocessOptions (to compare them)."""
+    if isinstance(meta_or_options, PreprocessOptions):
+        o = meta_or_options
+        return {"frame_skip": o.frame_skip, "voxel": o.voxel, "image_size": list(o.image_size),
+                "abs_tol": o.abs_tol, "rel_tol": o.rel_tol, "max_frames": o.max_frames}
+    m = meta_or_options
+    return {"frame_skip": m["frames"]["frame_skip"], "voxel": m["voxel"], "image_size": m["image_size"],
+            "abs_tol": m["depth_test"]["abs_tol"], "rel_tol": m["depth_test"]["rel_tol"],
+            "max_frames": m["options"]["max_frames"]}
 
 
 def _run_job_star(args) -> dict:

@@ -1,6 +1,7 @@
 """``concerto3d preprocess``: output layout, correspondences on real outputs, fusion, resume, bad inputs."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -236,3 +237,17 @@ def test_generated_scene_point_colours_match_its_images(tmp_path):
         shuffled = np.abs(image[rows[:, 2], rows[:, 1]] - color[np.random.default_rng(k).permutation(rows[:, 3])])
         assert len(rows) > 0.3 * 48 * 64
         assert np.median(diff) < 8 < np.median(shuffled), k  # sub-pixel textures make single pixels differ
+
+
+def test_rerun_keeps_finished_scenes_and_warns_when_options_differ(tmp_path, caplog):
+    scans = tmp_path / "scans"
+    write_scannet_scene(scans, "scene0000_00", room_poses(2))
+    first = preprocess(scans, tmp_path / "out", frame_skip=1, voxel=0.05, progress=False, **SMALL)
+    before = _tree(tmp_path / "out")
+    again = preprocess(scans, tmp_path / "out", frame_skip=1, voxel=0.05, progress=False, **SMALL)
+    assert again["this_run"]["already_done"] == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert _tree(tmp_path / "out") == before and first["points"] == again["points"]
+    preprocess(scans, tmp_path / "out", frame_skip=1, voxel=0.1, progress=False, **SMALL)
+    assert "other options" in caplog.text
+    assert _tree(tmp_path / "out")["scene0000_00/coord.npy"] == before["scene0000_00/coord.npy"]
