@@ -185,3 +185,37 @@ def test_colour_of_projected_points_matches_the_rendered_image():
     assert len(corr) > 50
     diff = np.abs(color[corr[:, 1], corr[:, 0]].astype(int) - color_of(points[corr[:, 2]]).astype(int))
     assert np.median(diff) < 6 and diff.max() < 40
+
+
+def _reference_correspondences(coord, depth, pose, K, abs_tol=0.05, rel_tol=0.02):
+    """One point at a time, straight from the definition (slow reference)."""
+    h, w = depth.shape
+    world_to_cam = np.linalg.inv(pose)
+    rows = []
+    for i, p in enumerate(coord):
+        x, y, z = world_to_cam[:3, :3] @ p + world_to_cam[:3, 3]
+        if z <= 1e-6:
+            continue
+        u = int(np.floor(K[0, 0] * x / z + K[0, 1] * y / z + K[0, 2] + 0.5))
+        v = int(np.floor(K[1, 1] * y / z + K[1, 2] + 0.5))
+        if 0 <= u < w and 0 <= v < h and depth[v, u] > 0 and abs(z - depth[v, u]) <= abs_tol + rel_tol * depth[v, u]:
+            rows.append((u, v, i))
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_find_correspondences_matches_the_slow_reference(seed):
+    rng = np.random.default_rng(seed)
+    pose = look_at(rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3) + [0, 0, 3], up=rng.normal(size=3))
+    Kr = intrinsics(40, 30, fov_x_deg=rng.uniform(40, 100))
+    cam = rng.uniform(-1, 1, (400, 3)) * [3, 3, 5]  # mostly in front, some behind, some outside the view
+    coord = cam @ pose[:3, :3].T + pose[:3, 3]
+    depth = rng.uniform(0, 4, (30, 40)).astype(np.float32)
+    depth[rng.random((30, 40)) < 0.2] = 0
+    # make about half the points that land in the image agree with the depth map
+    uv, z, inside = project_points(coord, pose, Kr, (30, 40))
+    agree = np.flatnonzero(inside)[::2]
+    depth[uv[agree, 1], uv[agree, 0]] = z[agree] + rng.uniform(-0.08, 0.08, len(agree))
+    fast = find_correspondences(coord, depth, pose, Kr, (30, 40))
+    assert np.array_equal(fast, _reference_correspondences(coord, depth, pose, Kr))
+    assert len(fast) > 5  # not a vacuous comparison
