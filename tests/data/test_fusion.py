@@ -130,3 +130,16 @@ def test_fusion_drops_readings_beyond_max_depth_and_checks_arguments():
     assert len(coord) == 0 or np.linalg.norm(coord - cam, axis=1).max() < 1.0 * np.sqrt(3) + 0.1
     with pytest.raises(ValueError, match="voxel"):
         VoxelFusion(0.0)
+
+
+def test_voxel_representatives_match_a_dictionary_reference():
+    rng = np.random.default_rng(3)
+    points = np.round(rng.uniform(-0.5, 0.5, (800, 3)), 2)  # rounded: many exact ties
+    voxel = 0.125
+    best = {}
+    for i, p in enumerate(points):
+        key = tuple(np.floor(p / voxel).astype(int))
+        d = float(np.sum((p - (np.array(key) + 0.5) * voxel) ** 2))
+        if key not in best or d < best[key][0]:
+            best[key] = (d, i)
+    assert voxel_representatives(points, voxel).tolist() == sorted(i for _, i in best.values())
