@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 COLOR_SIZE, DEPTH_SIZE = (968, 1296), (480, 640)

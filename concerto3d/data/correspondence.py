@@ -58,8 +58,8 @@ def world_to_camera(coord: np.ndarray, camera_to_world: np.ndarray) -> tuple[np.
     return tuple(m[i, 0] * px + m[i, 1] * py + m[i, 2] * pz + m[i, 3] for i in range(3))
 
 
-def _pixels(x: np.ndarray, y: np.ndarray, z: np.ndarray, K: np.ndarray, size) -> tuple[np.ndarray, np.ndarray,
-                                                                                         np.ndarray]:
+def _pixels(x: np.ndarray, y: np.ndarray, z: np.ndarray, K: np.ndarray,
+            size) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel column and row (int64) of camera points with ``z > 0``, and whether they are inside the image."""
     h, w = size
     xn, yn = x / z, y / z
