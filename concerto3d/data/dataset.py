@@ -1,0 +1,428 @@
+"""Training data: random crops of preprocessed scenes, with the frames that see them, in two augmented views.
+
+Reads the folders ``concerto3d preprocess`` writes (data/README.md section 3). One sample = one crop of one scene:
+
+1. a random centre (a point seen by some frame, when the scene has correspondences) and the ``max_points`` points
+   nearest to it (a ball, or a vertical square column with ``crop_shape="box"``), optionally thinned by a grid;
+2. the ``max_frames`` frames that see the most crop points (counted through ``correspondences.npy``), their images
+   (resized to ``image_size`` when stored at another size) and their correspondences restricted to the crop, with
+   point indices remapped to crop rows 0..n-1 and image indices to 0..f-1;
+3. two augmented point views of the crop (student and teacher; each keeps an index map into the crop's points)
+   and two photometric augmentations of each image.
+
+Determinism: sample ``i`` of epoch ``e`` draws all its randomness from ``numpy.random.default_rng([seed, e, i])``,
+so it is the same in any worker process and after a resume (call :meth:`SceneDataset.set_epoch` before each epoch;
+with ``DataLoader(persistent_workers=True)`` the workers keep the epoch they were started with, so leave that off).
+The dataset holds no open files: it is safe to pickle into ``DataLoader(num_workers>0)`` workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from concerto3d.data.collate import CropSample, make_view
+from concerto3d.data.image_transforms import (ImageColorJitter, ImageGaussianBlur, ImageGrayscale, Normalize,
+                                              to_float_image)
+from concerto3d.data.transforms import (ColorDrop, ColorJitter, Compose, ElasticDistortion, NormalDrop, PointCloud,
+                                        RandomCrop, RandomFlip, RandomJitter, RandomRotateZ, RandomScale, RandomTilt,
+                                        grid_sample_rows, nearest_k)
+from concerto3d.errors import FormatError, InputError
+
+log = logging.getLogger(__name__)
+
+SCENE_FILES = ("coord.npy", "color.npy", "normal.npy", "segment20.npy", "correspondences.npy")
+
+
+@dataclass
+class DataConfig:
+    """What a training sample holds and how it is augmented.
+
+    Crop and images:
+        max_points: points in a scene crop (the nearest to a random centre), before ``grid_size`` thinning.
+        min_points: scenes with fewer points are skipped (logged); view crops keep at least this many.
+        max_frames: images per crop at most (the frames that see the crop the most).
+        image_size: (H, W) of the images given to the image encoder; stored images of another size are resized
+            and their correspondences rescaled. Both must be multiples of ``patch_size``.
+        patch_size: the image encoder's patch size in pixels.
+        grid_size: metres; > 0 keeps one random point per grid cell of the crop (0 = off).
+        crop_shape: "sphere" (nearest points) or "box" (a vertical square column).
+        use_color, use_normal: whether the features carry colour / normals (else those channels are zero).
+        loop: samples per scene per epoch (each a different random crop).
+        seed: base seed of the per-sample random generators.
+    Point augmentation (per view; ``augment=False`` turns every augmentation off, e.g. for evaluation):
+        view_crop: (min, max) fraction of the crop each view keeps (a random ball, at least ``min_points``);
+            a min above 0.5 guarantees that the two views share points. (1, 1) = no view crop.
+        rotate_z: degrees, rotation about z uniform in [-rotate_z, rotate_z]; >= 180 is a full turn.
+        tilt: degrees, small rotations about x and y.
+        scale: (min, max) uniform scale factor.
+        flip_p: probability of mirroring x, and independently y.
+        jitter_sigma, jitter_clip: Gaussian coordinate noise in metres and its clip.
+        elastic_p: probability of the elastic distortion (Pointcept's granularities and magnitudes).
+        color_jitter: brightness and contrast strength for point colours (applied with probability 0.8).
+        color_drop_p, normal_drop_p: probability of zeroing the colours / normals of a view.
+    Image augmentation (twice per image, independently; photometric only):
+        image_jitter: brightness and contrast strength (saturation is half of it), probability 0.8.
+        image_grayscale_p, image_blur_p: probabilities of grayscale and of a Gaussian blur (sigma 0.1..2 px).
+    """
+
+    max_points: int = 8192
+    min_points: int = 1024
+    max_frames: int = 2
+    image_size: tuple[int, int] = (240, 320)
+    patch_size: int = 16
+    grid_size: float = 0.0
+    crop_shape: Literal["sphere", "box"] = "sphere"
+    use_color: bool = True
+    use_normal: bool = True
+    loop: int = 1
+    seed: int = 0
+    augment: bool = True
+    view_crop: tuple[float, float] = (0.6, 1.0)
+    rotate_z: float = 180.0
+    tilt: float = 3.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    flip_p: float = 0.5
+    jitter_sigma: float = 0.005
+    jitter_clip: float = 0.02
+    elastic_p: float = 0.5
+    color_jitter: float = 0.2
+    color_drop_p: float = 0.1
+    normal_drop_p: float = 0.1
+    image_jitter: float = 0.4
+    image_grayscale_p: float = 0.2
+    image_blur_p: float = 0.5
+
+    def __post_init__(self):
+        # YAML gives lists: keep tuples so the config compares and prints the same way however it was made
+        self.image_size = tuple(int(v) for v in self.image_size)
+        self.view_crop = tuple(float(v) for v in self.view_crop)
+        self.scale = tuple(float(v) for v in self.scale)
+        if not 1 <= self.min_points <= self.max_points:
+            raise ValueError(f"DataConfig: expected 1 <= min_points <= max_points, got min_points="
+                             f"{self.min_points}, max_points={self.max_points}")
+        if self.max_frames < 0:
+            raise ValueError(f"DataConfig.max_frames: expected >= 0, got {self.max_frames}")
+        if len(self.image_size) != 2 or self.patch_size < 1 or any(
+                s < self.patch_size or s % self.patch_size for s in self.image_size):
+            raise ValueError(f"DataConfig.image_size: expected (H, W), both positive multiples of patch_size="
+                             f"{self.patch_size}, got {self.image_size}")
+        if self.grid_size < 0:
+            raise ValueError(f"DataConfig.grid_size: expected metres >= 0, got {self.grid_size}")
+        if self.crop_shape not in ("sphere", "box"):
+            raise ValueError(f"DataConfig.crop_shape: expected 'sphere' or 'box', got {self.crop_shape!r}")
+        if self.loop < 1:
+            raise ValueError(f"DataConfig.loop: expected >= 1, got {self.loop}")
+        if len(self.view_crop) != 2 or not 0 < self.view_crop[0] <= self.view_crop[1] <= 1:
+            raise ValueError(f"DataConfig.view_crop: expected (min, max) with 0 < min <= max <= 1, "
+                             f"got {self.view_crop}")
+        for name in ("flip_p", "elastic_p", "color_drop_p", "normal_drop_p", "image_grayscale_p", "image_blur_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"DataConfig.{name}: expected a probability in [0, 1], got {getattr(self, name)}")
+
+
+def build_point_transforms(config: DataConfig) -> Compose:
+    """The per-view point augmentation of ``config`` (an empty Compose when ``config.augment`` is False)."""
+    if not config.augment:
+        return Compose([])
+    steps = []
+    if config.view_crop != (1.0, 1.0):
+        steps.append(RandomCrop("sphere", config.view_crop, min_points=config.min_points))
+    if config.rotate_z > 0:
+        steps.append(RandomRotateZ(None if config.rotate_z >= 180 else config.rotate_z))
+    if config.tilt > 0:
+        steps.append(RandomTilt(config.tilt))
+    if config.scale != (1.0, 1.0):
+        steps.append(RandomScale(config.scale))
+    if config.flip_p > 0:
+        steps.append(RandomFlip(config.flip_p))
+    if config.elastic_p > 0:
+        steps.append(ElasticDistortion(p=config.elastic_p))
+    if config.jitter_sigma > 0:
+        steps.append(RandomJitter(config.jitter_sigma, config.jitter_clip))
+    if config.use_color and config.color_jitter > 0:
+        steps.append(ColorJitter(config.color_jitter, config.color_jitter))
+    if config.use_color and config.color_drop_p > 0:
+        steps.append(ColorDrop(config.color_drop_p))
+    if config.use_normal and config.normal_drop_p > 0:
+        steps.append(NormalDrop(config.normal_drop_p))
+    return Compose(steps)
+
+
+def build_image_transforms(config: DataConfig) -> Compose:
+    """The per-image photometric augmentation of ``config``, ending with ImageNet normalisation."""
+    steps = []
+    if config.augment:
+        if config.image_jitter > 0:
+            steps.append(ImageColorJitter(config.image_jitter, config.image_jitter, config.image_jitter / 2))
+        if config.image_grayscale_p > 0:
+            steps.append(ImageGrayscale(config.image_grayscale_p))
+        if config.image_blur_p > 0:
+            steps.append(ImageGaussianBlur(p=config.image_blur_p))
+    steps.append(Normalize())
+    return Compose(steps)
+
+
+@dataclass
+class SceneCrop:
+    """A crop of one scene before augmentation (numpy; world coordinates).
+
+    Shapes (n points, f images, m correspondences):
+        point_index: (n,) int64, rows of the scene's point arrays.
+        coord: (n, 3) float32 world metres; color: (n, 3) uint8; normal: (n, 3) float32; segment20: (n,) int64.
+        frame_index: (f,) int64, ``k`` of the kept ``images/<k>.jpg`` (ascending).
+        images: (f, H, W, 3) uint8 at ``config.image_size``.
+        corr: (m, 4) int64 rows (image 0..f-1, u, v, crop point 0..n-1), pixels at ``config.image_size``.
+        centre: (3,) float32, centre of the crop's bounding box.
+    """
+
+    scene: str
+    point_index: np.ndarray
+    coord: np.ndarray
+    color: np.ndarray
+    normal: np.ndarray
+    segment20: np.ndarray
+    frame_index: np.ndarray
+    images: np.ndarray
+    corr: np.ndarray
+    centre: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+
+
+def read_split(root: Path, split: str | None) -> list[str] | None:
+    """Scene names listed in ``root/splits/<split>.txt`` (None when ``split`` is None or the file is absent)."""
+    if split is None:
+        return None
+    path = root / "splits" / f"{split}.txt"
+    if not path.is_file():
+        log.info("no %s: using every scene under %s", path, root)
+        return None
+    names = [line.strip() for line in path.read_text().splitlines()]
+    return [n for n in names if n and not n.startswith("#")]
+
+
+def find_scenes(root: str | Path, split: str | None = None) -> list[str]:
+    """Names of the complete scene folders under ``root`` (those holding every file of ``SCENE_FILES`` and an
+    ``images`` folder), restricted to ``root/splits/<split>.txt`` when it exists. Sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError("expected a folder of preprocessed scenes (concerto3d preprocess OUT), found none", root)
+    listed = read_split(root, split)
+    if listed is None:
+        names = sorted(p.name for p in root.iterdir()
+                       if p.is_dir() and not p.name.startswith(".") and (p / "coord.npy").is_file())
+    else:
+        names = list(dict.fromkeys(listed))
+        missing = [n for n in names if not (root / n / "coord.npy").is_file()]
+        if missing:
+            raise InputError(f"split lists {len(missing)} scene(s) with no preprocessed folder under {root}, "
+                             f"e.g. {missing[0]!r}", root / "splits" / f"{split}.txt")
+    for name in names:
+        for fname in SCENE_FILES + ("images",):
+            if not (root / name / fname).exists():
+                raise FormatError("expected a preprocessed scene file, it is missing", root / name / fname)
+    if not names:
+        raise InputError(f"expected preprocessed scene folders (with coord.npy), found none"
+                         + (f" for split {split!r}" if split else ""), root)
+    return names
+
+
+def _load(path: Path, mmap: bool = False) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise FormatError(f"expected a .npy array, could not read it ({err})", path) from None
+
+
+def _check_array(arr: np.ndarray, path: Path, shape: tuple, kind: str) -> None:
+    """Raise a FormatError naming ``path`` unless ``arr`` has ``shape`` (None = any) and dtype kind ``kind``."""
+    ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
+    ok = ok and arr.dtype.kind in kind
+    if not ok:
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise FormatError(f"expected an array of shape {want} and dtype kind {kind!r}, got shape {arr.shape} "
+                          f"dtype {arr.dtype}", path)
+
+
+def read_image(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """Read an RGB image and resize it to ``size`` = (H, W) when needed.
+
+    Returns:
+        ((H, W, 3) uint8, (H0, W0) the stored size).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            stored = (im.height, im.width)
+            if stored != tuple(size):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8), stored
+    except OSError as err:
+        raise FormatError(f"expected an RGB image, could not read it ({err})", path) from None
+
+
+def rescale_pixels(u: np.ndarray, v: np.ndarray, stored: tuple[int, int],
+                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Map pixel columns/rows of an image of size ``stored`` = (H0, W0) to one resized to ``size`` = (H, W): the
+    pixel whose centre lands on the old pixel's centre."""
+    (h0, w0), (h, w) = stored, size
+    u = np.minimum(np.floor((u + 0.5) * (w / w0)).astype(np.int64), w - 1)
+    v = np.minimum(np.floor((v + 0.5) * (h / h0)).astype(np.int64), h - 1)
+    return u, v
+
+
+def select_frames(frame_of_corr: np.ndarray, num_frames: int, max_frames: int) -> np.ndarray:
+    """The frames with the most correspondences, at most ``max_frames`` and only those with at least one.
+
+    Args:
+        frame_of_corr: (m,) int frame of each correspondence (already restricted to the crop).
+        num_frames: F, frames 0..F-1.
+    Returns:
+        (f,) int64 ascending frame ids; ties go to the lower id.
+    """
+    counts = np.bincount(frame_of_corr, minlength=num_frames)
+    order = np.argsort(-counts, kind="stable")[:max_frames]
+    return np.sort(order[counts[order] > 0]).astype(np.int64)
+
+
+class SceneDataset(torch.utils.data.Dataset):
+    """Random crops of preprocessed scenes with their images and two augmented point views.
+
+    Args:
+        root: output folder of ``concerto3d preprocess`` (one sub-folder per scene, data/README.md section 3).
+        split: "train", "val", ... read from ``root/splits/<split>.txt`` when present; None or a missing file =
+            every scene.
+        config: a :class:`DataConfig` (defaults when None).
+
+    ``dataset[i]`` is a :class:`concerto3d.data.collate.CropSample` of scene ``i % len(scenes)``; batch them with
+    :func:`concerto3d.data.collate.collate_scenes`. ``point_transform`` and ``image_transform`` print the
+    augmentations (log them at the start of a run).
+    """
+
+    def __init__(self, root: str | Path, split: str | None = "train", config: DataConfig | None = None):
+        self.root = Path(root)
+        self.config = config if config is not None else DataConfig()
+        self.split = split
+        self.epoch = 0
+        names = find_scenes(self.root, split)
+        self.scenes: list[str] = []
+        for name in names:
+            n = len(_load(self.root / name / "coord.npy", mmap=True))
+            if n < self.config.min_points:
+                log.warning("skipping scene %s: %d points, fewer than min_points=%d", name, n,
+                            self.config.min_points)
+            else:
+                self.scenes.append(name)
+        if not self.scenes:
+            raise InputError(f"expected scenes with at least min_points={self.config.min_points} points, "
+                             f"all {len(names)} have fewer", self.root)
+        self.point_transform = build_point_transforms(self.config)
+        self.image_transform = build_image_transforms(self.config)
+
+    def __len__(self) -> int:
+        return len(self.scenes) * self.config.loop
+
+    def __repr__(self) -> str:
+        return (f"SceneDataset(root={str(self.root)!r}, split={self.split!r}, scenes={len(self.scenes)}, "
+                f"samples={len(self)}, epoch={self.epoch})")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose crops and augmentations ``__getitem__`` draws (part of the sample's seed)."""
+        self.epoch = int(epoch)
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The generator of sample ``index`` in the current epoch."""
+        return np.random.default_rng([self.config.seed, self.epoch, int(index)])
+
+    # -- crop --------------------------------------------------------------------------------------------------
+    def load_crop(self, index: int, rng: np.random.Generator) -> SceneCrop:
+        """Crop scene ``index % len(scenes)`` at a random centre; see the module docstring."""
+        cfg = self.config
+        name = self.scenes[index % len(self.scenes)]
+        folder = self.root / name
+        coord = _load(folder / "coord.npy")
+        _check_array(coord, folder / "coord.npy", (None, 3), "f")
+        n_all = len(coord)
+        corr = _load(folder / "correspondences.npy")
+        _check_array(corr, folder / "correspondences.npy", (None, 4), "iu")
+        if len(corr) and ((corr.min(axis=0) < 0).any() or corr[:, 3].max() >= n_all):
+            raise FormatError(f"expected rows (k >= 0, u >= 0, v >= 0, point < {n_all}), found values out of range",
+                              folder / "correspondences.npy")
+
+        # 1. centre and crop points
+        centre_row = corr[rng.integers(len(corr)), 3] if len(corr) else rng.integers(n_all)
+        rows = nearest_k(coord, coord[centre_row], cfg.max_points, cfg.crop_shape)
+        if cfg.grid_size > 0:
+            rows = rows[grid_sample_rows(coord[rows], cfg.grid_size, rng)]
+        local = np.full(n_all, -1, dtype=np.int64)
+        local[rows] = np.arange(len(rows))
+
+        # 2. frames that see the crop the most, their correspondences
+        corr_point = local[corr[:, 3]]
+        in_crop = corr_point >= 0
+        num_frames = int(corr[:, 0].max()) + 1 if len(corr) else 0
+        frames = select_frames(corr[in_crop, 0].astype(np.int64), num_frames, cfg.max_frames)
+        frame_local = np.full(num_frames, -1, dtype=np.int64)
+        frame_local[frames] = np.arange(len(frames))
+        keep = in_crop & (frame_local[corr[:, 0]] >= 0) if len(frames) else np.zeros(len(corr), bool)
+        crop_corr = np.stack([frame_local[corr[keep, 0]], corr[keep, 1].astype(np.int64),
+                              corr[keep, 2].astype(np.int64), corr_point[keep]], axis=1).reshape(-1, 4)
+        images = np.zeros((len(frames), *cfg.image_size, 3), dtype=np.uint8)
+        for i, k in enumerate(frames):
+            path = folder / "images" / f"{k:06d}.jpg"
+            if not path.is_file():
+                raise FormatError(f"expected the image of frame {k} named in correspondences.npy, it is missing",
+                                  path)
+            images[i], stored = read_image(path, cfg.image_size)
+            mine = crop_corr[:, 0] == i
+            u, v = crop_corr[mine, 1], crop_corr[mine, 2]
+            if len(u) and (u.max() >= stored[1] or v.max() >= stored[0]):
+                raise FormatError(f"expected pixels inside the {stored[1]}x{stored[0]} image {path.name}, found "
+                                  f"u up to {u.max()}, v up to {v.max()}", folder / "correspondences.npy")
+            if stored != cfg.image_size:
+                crop_corr[mine, 1], crop_corr[mine, 2] = rescale_pixels(u, v, stored, cfg.image_size)
+
+        # 3. the other per-point arrays, read only at the crop's rows
+        arrays = {}
+        for fname, shape, kind in (("color.npy", (n_all, 3), "iu"), ("normal.npy", (n_all, 3), "f"),
+                                   ("segment20.npy", (n_all,), "iu")):
+            arr = _load(folder / fname, mmap=True)
+            _check_array(arr, folder / fname, shape, kind)
+            arrays[fname] = np.asarray(arr[rows])
+        crop_coord = coord[rows].astype(np.float32)
+        centre = ((crop_coord.min(axis=0) + crop_coord.max(axis=0)) / 2).astype(np.float32)
+        return SceneCrop(scene=name, point_index=rows, coord=crop_coord,
+                         color=arrays["color.npy"].astype(np.uint8), normal=arrays["normal.npy"].astype(np.float32),
+                         segment20=arrays["segment20.npy"].astype(np.int64), frame_index=frames, images=images,
+                         corr=crop_corr, centre=centre)
+
+    # -- sample ------------------------------------------------------------------------------------------------
+    def __getitem__(self, index: int) -> CropSample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+        cfg = self.config
+        rng = self.rng(index)
+        crop = self.load_crop(index, rng)
+        base = PointCloud.from_arrays(crop.coord - crop.centre, crop.color if cfg.use_color else None,
+                                      crop.normal if cfg.use_normal else None)
+        student = self.point_transform(base, rng)
+        teacher = self.point_transform(base, rng)
+        plain = [to_float_image(im) for im in crop.images]
+        h, w = cfg.image_size
+        images = [self.image_transform(x, rng) for x in plain]
+        images_teacher = [self.image_transform(x, rng) for x in plain]
+        return CropSample(
+            labels=torch.from_numpy(crop.segment20),
+            view_student=make_view(student, cfg.use_color, cfg.use_normal),
+            view_teacher=make_view(teacher, cfg.use_color, cfg.use_normal),
+            images=torch.stack(images) if images else torch.zeros((0, 3, h, w)),
+            images_teacher=torch.stack(images_teacher) if images_teacher else torch.zeros((0, 3, h, w)),
+            corr=torch.from_numpy(crop.corr),
+            centre=torch.from_numpy(crop.centre),
+            scene=crop.scene)
