@@ -45,7 +45,7 @@ def _open_image(path: str | os.PathLike, what: str) -> Image.Image:
 def _to_rgb(image: Image.Image) -> np.ndarray:
     if image.mode not in ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr"):
         raise ValueError(f"expected a colour or 8-bit grey image, got Pillow mode {image.mode!r}")
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
 def _to_uint16_depth(image: Image.Image) -> np.ndarray:
