@@ -1,1 +1,16 @@
-"""concerto3d.ops"""
+"""Point-cloud operations: farthest point sampling, neighbour queries, k-NN interpolation, pooling onto patches.
+
+The fast paths call fpsample (CPU FPS) and torch-cluster (everything else) directly; each has a plain reference
+with the same semantics that the tests hold it to.
+"""
+
+from concerto3d.ops.neighbors import knn, knn_interpolate, radius
+from concerto3d.ops.patches import (correspondence_patch_keys, gather_patches, patch_key, pool_to_patches,
+                                    split_patch_key)
+from concerto3d.ops.sampling import fps, fps_cluster, fps_reference, num_samples
+
+__all__ = [
+    "fps", "fps_cluster", "fps_reference", "num_samples",
+    "radius", "knn", "knn_interpolate",
+    "patch_key", "split_patch_key", "correspondence_patch_keys", "pool_to_patches", "gather_patches",
+]

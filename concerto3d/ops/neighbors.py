@@ -1,0 +1,99 @@
+"""Neighbour queries (radius, k nearest) and k-NN feature interpolation between point sets.
+
+torch-geometric >= 2.8 routes its own ``radius``/``knn``/``knn_interpolate`` through pyg-lib, which PyPI does not
+carry; these call torch-cluster directly. Edge lists follow torch-cluster's convention: row 0 indexes the query
+points ``y``, row 1 the searched points ``x``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["radius", "knn", "knn_interpolate"]
+
+
+def _check_points(name: str, pos: Tensor, batch: Tensor | None) -> None:
+    if pos.dim() != 2 or pos.size(1) != 3:
+        raise ValueError(f"{name}: expected points of shape (N, 3), got {tuple(pos.shape)}")
+    if batch is not None and batch.shape != (pos.size(0),):
+        raise ValueError(f"{name}: expected batch of shape ({pos.size(0)},), got {tuple(batch.shape)}")
+
+
+def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_y: Tensor | None = None,
+           max_num_neighbors: int = 32) -> Tensor:
+    """Points of ``x`` within distance ``r`` of each point of ``y``, in the same cloud.
+
+    Args:
+        x: (N, 3) float, searched points.
+        y: (M, 3) float, query points.
+        r: radius in the units of the coordinates (metres).
+        batch_x: (N,) long sorted cloud index of ``x``, or None for one cloud.
+        batch_y: (M,) long sorted cloud index of ``y``, or None for one cloud.
+        max_num_neighbors: at most this many neighbours per query point.
+
+    Returns:
+        (2, E) long: ``[y index, x index]`` for every neighbour pair. A query point that is also in ``x``
+        finds itself (distance 0).
+    """
+    _check_points("radius", x, batch_x)
+    _check_points("radius", y, batch_y)
+    if r <= 0:
+        raise ValueError(f"radius: expected r > 0, got {r!r}")
+    import torch_cluster
+
+    return torch_cluster.radius(x, y, float(r), batch_x, batch_y, max_num_neighbors=int(max_num_neighbors))
+
+
+def knn(x: Tensor, y: Tensor, k: int, batch_x: Tensor | None = None, batch_y: Tensor | None = None) -> Tensor:
+    """The ``k`` nearest points of ``x`` to each point of ``y``, in the same cloud.
+
+    Args:
+        x: (N, 3) float, searched points.
+        y: (M, 3) float, query points.
+        k: neighbours per query point (fewer when a cloud of ``x`` has fewer than ``k`` points).
+        batch_x: (N,) long sorted cloud index of ``x``, or None for one cloud.
+        batch_y: (M,) long sorted cloud index of ``y``, or None for one cloud.
+
+    Returns:
+        (2, E) long: ``[y index, x index]`` for every neighbour pair.
+    """
+    _check_points("knn", x, batch_x)
+    _check_points("knn", y, batch_y)
+    if k < 1:
+        raise ValueError(f"knn: expected k >= 1, got {k!r}")
+    import torch_cluster
+
+    return torch_cluster.knn(x, y, int(k), batch_x, batch_y)
+
+
+def knn_interpolate(x: Tensor, pos_x: Tensor, pos_y: Tensor, batch_x: Tensor | None = None,
+                    batch_y: Tensor | None = None, k: int = 3) -> Tensor:
+    """Carry features from points ``pos_x`` to points ``pos_y`` by inverse-squared-distance k-NN weighting.
+
+    ``f(y) = sum_i w_i f(x_i) / sum_i w_i`` over the ``k`` nearest ``x_i`` (same cloud), ``w_i = 1 / d(y, x_i)^2``
+    (distances clamped at 1e-16, so a ``y`` that coincides with an ``x`` takes that point's features), as in
+    PointNet++ feature propagation and PyG's ``knn_interpolate``.
+
+    Args:
+        x: (N, C) float, features of ``pos_x``.
+        pos_x: (N, 3) float, points that carry features.
+        pos_y: (M, 3) float, points that receive them.
+        batch_x: (N,) long sorted cloud index of ``pos_x``, or None.
+        batch_y: (M,) long sorted cloud index of ``pos_y``, or None.
+        k: neighbours to average.
+
+    Returns:
+        (M, C) features at ``pos_y``; gradients flow to ``x`` (not to the positions).
+    """
+    if x.dim() != 2 or x.size(0) != pos_x.size(0):
+        raise ValueError(f"knn_interpolate: expected x of shape ({pos_x.size(0)}, C), got {tuple(x.shape)}")
+    with torch.no_grad():
+        y_idx, x_idx = knn(pos_x, pos_y, k, batch_x, batch_y)
+        diff = (pos_x[x_idx] - pos_y[y_idx]).float()
+        weights = 1.0 / (diff * diff).sum(dim=-1).clamp_min(1e-16)
+        # Normalise in float32 before casting, so that half-precision features never see weights up to 1e16.
+        total = torch.zeros(pos_y.size(0), dtype=weights.dtype, device=weights.device).index_add_(0, y_idx, weights)
+        weights = (weights / total[y_idx]).to(x.dtype).unsqueeze(1)
+    out = torch.zeros(pos_y.size(0), x.size(1), dtype=x.dtype, device=x.device)
+    return out.index_add(0, y_idx, x[x_idx] * weights)
