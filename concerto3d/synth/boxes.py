@@ -103,6 +103,9 @@ def boxes_overlap(a: OrientedBox, b: OrientedBox, eps: float = 1e-6) -> bool:
     (a0, a1), (b0, b1) = a.z_range, b.z_range
     if a1 <= b0 + eps or b1 <= a0 + eps:
         return False
+    reach = np.hypot(*a.size[:2]) / 2 + np.hypot(*b.size[:2]) / 2  # footprints' circumscribed circles
+    if np.hypot(*(a.center[:2] - b.center[:2])) >= reach:
+        return False
     return rectangles_overlap(a.footprint(), b.footprint(), eps)
 
 

@@ -172,8 +172,9 @@ def surface_coords(local: np.ndarray, face_axis: np.ndarray, grain_axis: np.ndar
     """
     along_axis = np.where(grain_axis != face_axis, grain_axis, (face_axis + 1) % 3)
     across_axis = 3 - face_axis - along_axis
-    rows = np.arange(len(local))
-    return local[rows, along_axis], local[rows, across_axis]
+    x, y, z = local[:, 0], local[:, 1], local[:, 2]
+    pick = lambda axis: np.where(axis == 0, x, np.where(axis == 1, y, z))  # noqa: E731 (faster than fancy indexing)
+    return pick(along_axis), pick(across_axis)
 
 
 def _fade(period: np.ndarray, footprint: np.ndarray) -> np.ndarray:
@@ -185,6 +186,44 @@ def _hash(i: np.ndarray, j: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """A repeatable pseudo-random number in [0, 1) per integer cell (i, j)."""
     x = np.sin(i.astype(np.float64) * 12.9898 + j.astype(np.float64) * 78.233 + seed.astype(np.float64) * 3.17)
     return (x * 43758.5453) % 1.0
+
+
+def _modulation(pattern: Pattern, a, c, p, k, ph, coarse, fp) -> np.ndarray:
+    """Relative modulation of the base colour for points of one pattern: (n,) or, for halftone, (n, 3).
+
+    a, c: in-plane coordinates; p, k, ph, coarse: period, contrast, phase, coarse size per point; fp: footprint.
+    """
+    two_pi = np.float32(2 * np.pi)
+    fine = k * _fade(p, fp)  # amplitude left of the fine component
+    if pattern == Pattern.PAINT:
+        return 0.035 * np.sin(two_pi * a / 0.83 + ph) * np.sin(two_pi * c / 0.61 + 1.7 * ph) * _fade(np.float32(0.61), fp)
+    if pattern == Pattern.WOOD:
+        warp = 0.004 * np.sin(two_pi * a / 0.21 + ph) + 0.0015 * np.sin(two_pi * a / 0.057 + 2 * ph)
+        return fine * np.sin(two_pi * (c + warp) / p + ph)
+    if pattern == Pattern.WEAVE:
+        return fine * np.sin(two_pi * a / p) * np.sin(two_pi * c / p + ph)
+    if pattern == Pattern.HALFTONE:
+        u, v = (a + c) * np.float32(0.7071), (a - c) * np.float32(0.7071)
+        shift = np.array([0.0, 2.1, 4.2], dtype=np.float32)  # per-channel screen offset: colour speckle
+        dots = 0.5 * (np.cos(two_pi * u[:, None] / p[:, None] + shift) +
+                      np.cos(two_pi * v[:, None] / p[:, None] + shift))
+        return fine[:, None] * dots
+    if pattern == Pattern.SCREEN:
+        lu, lv = np.cos(np.pi * a / p) ** 8, np.cos(np.pi * c / p) ** 8  # thin lines, mean 35/128
+        grid = 1.0 - (1.0 - lu) * (1.0 - lv)
+        return -fine * (grid - 0.4715) / 0.53
+    if pattern == Pattern.TILES:
+        tile = _hash(np.floor(a / coarse), np.floor(c / coarse), ph)
+        speckle = np.sin(two_pi * a / p * 1.3 + 5 * np.sin(two_pi * c / 0.017)) * np.sin(two_pi * c / p)
+        return 0.12 * (tile - 0.5) + fine * speckle
+    if pattern == Pattern.PLANKS:
+        row = np.floor(c / coarse)
+        plank = _hash(row, np.floor(a / 1.2 + row * 0.37), ph)
+        warp = 0.004 * np.sin(two_pi * a / 0.23 + 7 * plank)
+        return 0.2 * (plank - 0.5) + fine * np.sin(two_pi * (c + warp) / p + 11 * plank)
+    if pattern == Pattern.BRUSHED:
+        return fine * np.sin(two_pi * c / p + 3 * np.sin(two_pi * a / 0.031 + ph))
+    raise ValueError(f"unknown pattern {pattern!r}")
 
 
 def evaluate_albedo(table: MaterialTable, part: np.ndarray, along: np.ndarray, across: np.ndarray,
@@ -201,49 +240,18 @@ def evaluate_albedo(table: MaterialTable, part: np.ndarray, along: np.ndarray, a
     """
     n = len(part)
     footprint = np.broadcast_to(np.asarray(footprint, dtype=np.float32), (n,))
-    color = table.color[part]
-    mod = np.zeros((n, 3), dtype=np.float32)  # relative modulation of the base colour
+    along, across = along.astype(np.float32, copy=False), across.astype(np.float32, copy=False)
     pattern = table.pattern[part]
-    two_pi = np.float32(2 * np.pi)
-    for pat in np.unique(pattern):
+    albedo = table.color[part]
+    for pat in np.unique(table.pattern):
         idx = np.flatnonzero(pattern == pat)
-        a, c = along[idx].astype(np.float32), across[idx].astype(np.float32)
-        p, k, ph = table.period[part[idx]], table.contrast[part[idx]], table.phase[part[idx]]
-        fp = footprint[idx]
-        fine = k * _fade(p, fp)  # amplitude left of the fine component
-        if pat == Pattern.PAINT:
-            wash = 0.035 * np.sin(two_pi * a / 0.83 + ph) * np.sin(two_pi * c / 0.61 + 1.7 * ph)
-            mod[idx] = (wash * _fade(np.float32(0.61), fp))[:, None]
-        elif pat == Pattern.WOOD:
-            warp = 0.004 * np.sin(two_pi * a / 0.21 + ph) + 0.0015 * np.sin(two_pi * a / 0.057 + 2 * ph)
-            mod[idx] = (fine * np.sin(two_pi * (c + warp) / p + ph))[:, None]
-        elif pat == Pattern.WEAVE:
-            mod[idx] = (fine * np.sin(two_pi * a / p) * np.sin(two_pi * c / p + ph))[:, None]
-        elif pat == Pattern.HALFTONE:
-            u, v = (a + c) * np.float32(0.7071), (a - c) * np.float32(0.7071)
-            shift = np.array([0.0, 2.1, 4.2], dtype=np.float32)  # per-channel screen offset: colour speckle
-            dots = 0.5 * (np.cos(two_pi * u[:, None] / p[:, None] + shift) +
-                          np.cos(two_pi * v[:, None] / p[:, None] + shift))
-            mod[idx] = fine[:, None] * dots
-        elif pat == Pattern.SCREEN:
-            lu, lv = np.cos(np.pi * a / p) ** 8, np.cos(np.pi * c / p) ** 8  # thin lines, mean 35/128
-            grid = 1.0 - (1.0 - lu) * (1.0 - lv)
-            mod[idx] = (-fine * (grid - 0.4715) / 0.53)[:, None]
-        elif pat == Pattern.TILES:
-            size = table.coarse[part[idx]]
-            tile = _hash(np.floor(a / size), np.floor(c / size), ph)
-            speckle = np.sin(two_pi * a / p * 1.3 + 5 * np.sin(two_pi * c / 0.017)) * np.sin(two_pi * c / p)
-            mod[idx] = (0.06 * (tile - 0.5) * 2 + fine * speckle)[:, None]
-        elif pat == Pattern.PLANKS:
-            width = table.coarse[part[idx]]
-            row = np.floor(c / width)
-            plank = _hash(row, np.floor(a / 1.2 + row * 0.37), ph)
-            warp = 0.004 * np.sin(two_pi * a / 0.23 + 7 * plank)
-            grain = np.sin(two_pi * (c + warp) / p + 11 * plank)
-            mod[idx] = (0.10 * (plank - 0.5) * 2 + fine * grain)[:, None]
-        elif pat == Pattern.BRUSHED:
-            mod[idx] = (fine * np.sin(two_pi * c / p + 3 * np.sin(two_pi * a / 0.031 + ph)))[:, None]
-    return np.clip(color * (1.0 + mod), 0.0, 1.0).astype(np.float32)
+        if len(idx) == 0:
+            continue
+        pi = part[idx]
+        mod = _modulation(Pattern(int(pat)), along[idx], across[idx], table.period[pi], table.contrast[pi],
+                          table.phase[pi], table.coarse[pi], footprint[idx])
+        albedo[idx] *= 1.0 + (mod if mod.ndim == 2 else mod[:, None])
+    return np.clip(albedo, 0.0, 1.0, out=albedo)
 
 
 @dataclass(frozen=True)
@@ -252,7 +260,7 @@ class Light:
 
     Attributes:
         position: (3,) world metres (near the ceiling).
-        ambient: light every surface gets, scaled by 0.85 + 0.15 * normal_z (ceilings darker than floors).
+        ambient: light every surface gets, scaled by 0.9 + 0.1 * normal_z (ceilings a little darker than floors).
         diffuse: strength of the point light at 1 m.
         falloff: the point light's strength at distance d is diffuse / (1 + falloff * d^2).
     """
@@ -274,7 +282,7 @@ def lambert(albedo: np.ndarray, normals: np.ndarray, points: np.ndarray, light: 
     to_light = np.asarray(light.position, dtype=np.float32) - points.astype(np.float32)
     dist2 = np.einsum("ij,ij->i", to_light, to_light)
     cos = np.einsum("ij,ij->i", normals.astype(np.float32), to_light) / np.sqrt(np.maximum(dist2, 1e-12))
-    shade = (light.ambient * (0.85 + 0.15 * normals[:, 2]) +
+    shade = (light.ambient * (0.9 + 0.1 * normals[:, 2]) +
              light.diffuse * np.maximum(cos, 0.0) / (1.0 + light.falloff * dist2))
     rgb = albedo * shade[:, None].astype(np.float32)
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)

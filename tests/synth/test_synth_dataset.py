@@ -1,0 +1,107 @@
+"""generate_dataset / `concerto3d synth`: the ScanNet layout, read back with concerto3d.io; determinism."""
+
+import filecmp
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("open3d")
+
+from concerto3d.cli import main  # noqa: E402
+from concerto3d.io import (SensReader, instance_ids, read_aggregation_json, read_color, read_depth,  # noqa: E402
+                           read_intrinsics, read_label_table, read_mesh_ply, read_pose, read_segs_json, read_split,
+                           read_vertex_labels_ply)
+from concerto3d.io.scannet import ScanNetScene, read_scene_meta  # noqa: E402
+from concerto3d.labels import nyu40_to_scannet20  # noqa: E402
+from concerto3d.synth import generate_dataset  # noqa: E402
+
+COLOR, DEPTH, FRAMES, SEED = (160, 120), (80, 60), 3, 11
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "out"
+    summary = generate_dataset(out, 3, FRAMES, SEED, color_size=COLOR, depth_size=DEPTH, progress=False)
+    return out, summary
+
+
+def test_layout_exists_and_parses(dataset):
+    out, summary = dataset
+    assert summary["scenes"] == ["scene0000_00", "scene0001_00", "scene0002_00"]
+    train, val = read_split(out / "scannetv2_train.txt"), read_split(out / "scannetv2_val.txt")
+    assert len(val) == 1 and sorted(train + val) == summary["scenes"]
+    table = read_label_table(out / "scannetv2-labels.combined.tsv")
+    for name in summary["scenes"]:
+        d = out / "scans" / name
+        mesh = read_mesh_ply(d / f"{name}_vh_clean_2.ply")
+        nyu40 = read_vertex_labels_ply(d / f"{name}_vh_clean_2.labels.ply")
+        segs = read_segs_json(d / f"{name}_vh_clean_2.0.010000.segs.json")
+        groups = read_aggregation_json(d / f"{name}.aggregation.json")
+        assert len(mesh.vertices) == len(nyu40) == len(segs) > 3e5
+        inst = instance_ids(segs, groups)
+        assert inst.min() >= 0  # every vertex belongs to an annotated object
+        for g in groups:  # an instance's raw label maps, through the table, to its vertices' NYU40 id
+            assert np.all(nyu40[inst == g.object_id] == table.to_nyu40(g.label))
+        meta = read_scene_meta(d / f"{name}.txt")
+        assert int(meta["colorWidth"]) == COLOR[0] and int(meta["depthHeight"]) == DEPTH[1]
+        assert int(meta["numColorFrames"]) == FRAMES
+        Kc = read_intrinsics(d / "intrinsic" / "intrinsic_color.txt")
+        assert abs(Kc[0, 0] - 1169.6 * COLOR[0] / 1296) < 1e-6
+        for i in range(FRAMES):
+            assert read_color(d / "color" / f"{i}.jpg").shape == (COLOR[1], COLOR[0], 3)
+            assert read_depth(d / "depth" / f"{i}.png", 1000.0).shape == (DEPTH[1], DEPTH[0])
+            pose = read_pose(d / "pose" / f"{i}.txt")
+            assert np.allclose(pose[:3, :3].T @ pose[:3, :3], np.eye(3), atol=1e-9)
+        with SensReader(d / f"{name}.sens") as sens:
+            assert len(sens) == FRAMES and sens.header.color_size == COLOR and sens.header.depth_size == DEPTH
+            raw = next(iter(sens.iter_raw()))
+            exported = read_depth(d / "depth" / "0.png", 1000.0)
+            assert np.allclose(sens.decode_depth(raw) / 1000.0, exported)
+            assert np.allclose(raw.camera_to_world, read_pose(d / "pose" / "0.txt"), atol=1e-6)
+        frames = list(ScanNetScene(d).frame_source().iter_frames())
+        assert len(frames) == FRAMES and all(hasattr(f, "color") for f in frames)
+
+
+def test_labels_cover_ten_scannet20_classes(dataset):
+    out, summary = dataset
+    classes = set()
+    for name in summary["scenes"]:
+        seg20 = nyu40_to_scannet20(read_vertex_labels_ply(out / "scans" / name / f"{name}_vh_clean_2.labels.ply"))
+        classes |= set(np.unique(seg20[seg20 >= 0]).tolist())
+    assert len(classes) >= 10, sorted(classes)
+
+
+def test_same_seed_same_bytes_whatever_workers_and_scene_count(dataset, tmp_path):
+    out, _ = dataset
+    again = tmp_path / "again"
+    generate_dataset(again, 2, FRAMES, SEED, color_size=COLOR, depth_size=DEPTH, workers=2, progress=False)
+    for name in ("scene0000_00", "scene0001_00"):
+        a, b = out / "scans" / name, again / "scans" / name
+        files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+        _, mismatch, errors = filecmp.cmpfiles(a, b, [str(f) for f in files], shallow=False)
+        assert not mismatch and not errors
+    other = tmp_path / "other"
+    generate_dataset(other, 1, 1, SEED + 1, color_size=COLOR, depth_size=DEPTH, progress=False)
+    a = json.loads((out / "scans/scene0000_00/scene0000_00.aggregation.json").read_text())
+    b = json.loads((other / "scans/scene0000_00/scene0000_00.aggregation.json").read_text())
+    assert a["segGroups"] != b["segGroups"]
+
+
+def test_depth_files_have_holes_and_millimetres(dataset):
+    out, _ = dataset
+    depth = read_depth(out / "scans/scene0000_00/depth/0.png", 1000.0)
+    assert 0 < (depth == 0).mean() < 0.5
+    assert 0.3 < depth[depth > 0].min() and depth.max() <= 4.6
+
+
+def test_command_line(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["synth", str(out), "--scenes", "1", "--frames", "1", "--seed", "2",
+                 "--color-size", "64x48", "--depth-size", "32x24"])
+    assert code == 0
+    assert "1 scenes" in capsys.readouterr().out
+    assert (out / "scans/scene0000_00/color/0.jpg").is_file()
+    assert main(["synth", str(tmp_path / "bad"), "--scenes", "0"]) == 2
+    assert "--scenes" in capsys.readouterr().err
