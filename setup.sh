@@ -52,7 +52,7 @@ if "$PY" -c "import torch" 2>/dev/null; then
   log "torch present: $("$PY" -c 'import torch; print(torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")')"
 else
   log "installing torch==$TORCH_VERSION"
-  $PIP install "torch==$TORCH_VERSION"
+  $PIP install "torch==$TORCH_VERSION" numpy
 fi
 
 # 4. torch-cluster: source-only on PyPI, must build against the torch above.
