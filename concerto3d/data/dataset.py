@@ -324,6 +324,7 @@ class SceneDataset(torch.utils.data.Dataset):
                              f"all {len(names)} have fewer", self.root)
         self.point_transform = build_point_transforms(self.config)
         self.image_transform = build_image_transforms(self.config)
+        self._num_frames: dict[str, int] = {}  # scene -> frame count, once its correspondences were checked
 
     def __len__(self) -> int:
         return len(self.scenes) * self.config.loop
@@ -341,6 +342,17 @@ class SceneDataset(torch.utils.data.Dataset):
         return np.random.default_rng([self.config.seed, self.epoch, int(index)])
 
     # -- crop --------------------------------------------------------------------------------------------------
+    def _check_correspondences(self, folder: Path, corr: np.ndarray, num_points: int) -> int:
+        """Check ``correspondences.npy`` once per scene (and process); returns F = 1 + the largest frame index."""
+        if folder.name not in self._num_frames:
+            path = folder / "correspondences.npy"
+            _check_array(corr, path, (None, 4), "iu")
+            if len(corr) and ((corr.min(axis=0) < 0).any() or corr[:, 3].max() >= num_points):
+                raise FormatError(f"expected rows (k >= 0, u >= 0, v >= 0, point < {num_points}), found values "
+                                  f"out of range", path)
+            self._num_frames[folder.name] = int(corr[:, 0].max()) + 1 if len(corr) else 0
+        return self._num_frames[folder.name]
+
     def load_crop(self, index: int, rng: np.random.Generator) -> SceneCrop:
         """Crop scene ``index % len(scenes)`` at a random centre; see the module docstring."""
         cfg = self.config
@@ -350,13 +362,11 @@ class SceneDataset(torch.utils.data.Dataset):
         _check_array(coord, folder / "coord.npy", (None, 3), "f")
         n_all = len(coord)
         corr = _load(folder / "correspondences.npy")
-        _check_array(corr, folder / "correspondences.npy", (None, 4), "iu")
-        if len(corr) and ((corr.min(axis=0) < 0).any() or corr[:, 3].max() >= n_all):
-            raise FormatError(f"expected rows (k >= 0, u >= 0, v >= 0, point < {n_all}), found values out of range",
-                              folder / "correspondences.npy")
+        num_frames = self._check_correspondences(folder, corr, n_all)
+        corr_frame, corr_point_scene = corr[:, 0], corr[:, 3]
 
         # 1. centre and crop points
-        centre_row = corr[rng.integers(len(corr)), 3] if len(corr) else rng.integers(n_all)
+        centre_row = corr_point_scene[rng.integers(len(corr))] if len(corr) else rng.integers(n_all)
         rows = nearest_k(coord, coord[centre_row], cfg.max_points, cfg.crop_shape)
         if cfg.grid_size > 0:
             rows = rows[grid_sample_rows(coord[rows], cfg.grid_size, rng)]
@@ -364,14 +374,13 @@ class SceneDataset(torch.utils.data.Dataset):
         local[rows] = np.arange(len(rows))
 
         # 2. frames that see the crop the most, their correspondences
-        corr_point = local[corr[:, 3]]
+        corr_point = local[corr_point_scene]
         in_crop = corr_point >= 0
-        num_frames = int(corr[:, 0].max()) + 1 if len(corr) else 0
-        frames = select_frames(corr[in_crop, 0].astype(np.int64), num_frames, cfg.max_frames)
+        frames = select_frames(corr_frame[in_crop].astype(np.int64), num_frames, cfg.max_frames)
         frame_local = np.full(num_frames, -1, dtype=np.int64)
         frame_local[frames] = np.arange(len(frames))
-        keep = in_crop & (frame_local[corr[:, 0]] >= 0) if len(frames) else np.zeros(len(corr), bool)
-        crop_corr = np.stack([frame_local[corr[keep, 0]], corr[keep, 1].astype(np.int64),
+        keep = in_crop & (frame_local[corr_frame] >= 0) if len(frames) else np.zeros(len(corr), bool)
+        crop_corr = np.stack([frame_local[corr_frame[keep]], corr[keep, 1].astype(np.int64),
                               corr[keep, 2].astype(np.int64), corr_point[keep]], axis=1).reshape(-1, 4)
         images = np.zeros((len(frames), *cfg.image_size, 3), dtype=np.uint8)
         for i, k in enumerate(frames):

@@ -34,7 +34,7 @@ def to_float_image(rgb: np.ndarray) -> torch.Tensor:
 def grayscale(image: torch.Tensor) -> torch.Tensor:
     """(3, H, W) -> (1, H, W) luma."""
     w = torch.tensor(_LUMA, dtype=image.dtype, device=image.device)
-    return (image * w[:, None, None]).sum(dim=0, keepdim=True)
+    return (w @ image.reshape(3, -1)).reshape(1, *image.shape[1:])
 
 
 def gaussian_kernel1d(sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:

@@ -119,11 +119,11 @@ def apply_linear(cloud: PointCloud, matrix: np.ndarray) -> PointCloud:
         matrix: (3, 3) invertible.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
-    coord = (cloud.coord @ matrix.T).astype(np.float32)
-    normal_map = np.linalg.inv(matrix)  # rows: n @ inv(A) == (inv(A).T @ n).T
+    coord = cloud.coord @ matrix.T.astype(np.float32)
+    normal_map = np.linalg.inv(matrix).astype(np.float32)  # rows: n @ inv(A) == (inv(A).T @ n).T
     normal = cloud.normal @ normal_map
     length = np.linalg.norm(normal, axis=1, keepdims=True)
-    normal = np.where(length > 0, normal / np.maximum(length, 1e-12), 0.0).astype(np.float32)
+    normal = normal / np.maximum(length, 1e-12)  # zero normals (unknown) stay zero
     return cloud.replace(coord=coord, normal=normal)
 
 
