@@ -1,0 +1,221 @@
+"""``concerto3d visualize SCENE --model RUN --out PNG [--ply PLY] [--interactive] [--query INDEX] [--frame K]``.
+
+SCENE is one preprocessed scene folder (data/README.md §3). The trained model embeds its points; the panel shows
+input colours | ground-truth labels | PCA colours of the features | cosine similarity to a query point, all from one
+camera. ``--ply`` writes the PCA-coloured cloud; ``--frame K`` writes a second PNG with the correspondences of frame
+K drawn on its image (points coloured by depth) and prints how far the stored pixels lie from the reprojected points;
+``--interactive`` opens an Open3D window (keys 1-4 switch colourings, P picks a new query point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from concerto3d.errors import FormatError, InputError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scene", metavar="SCENE", help="a preprocessed scene folder (coord.npy, color.npy, ...)")
+    parser.add_argument("--model", metavar="RUN", required=True, help="trained run folder (RUN/model/...)")
+    parser.add_argument("--out", metavar="PNG", help="write the panel here")
+    parser.add_argument("--ply", metavar="PLY", help="write the PCA-coloured point cloud here")
+    parser.add_argument("--interactive", action="store_true",
+                        help="open an Open3D window: keys 1-4 switch colourings, P picks a query point")
+    parser.add_argument("--query", metavar="INDEX", type=int, default=None,
+                        help="point index of the similarity query (default: the point nearest the median)")
+    parser.add_argument("--frame", metavar="K", type=int, default=None,
+                        help="also draw the correspondences of kept frame K on its image (PNG next to --out)")
+    parser.add_argument("--tile-size", metavar="WxH", default="480x360", help="pixels per panel tile")
+    parser.add_argument("--point-size", type=float, default=3.0, help="rendered point size in pixels")
+    parser.add_argument("--max-points", type=int, default=None,
+                        help="embed at most this many points and interpolate the rest (default: all)")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--tile-size: expected WIDTHxHEIGHT such as 480x360, got {text!r}") from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise InputError(f"--tile-size: expected each side in 16..4096 pixels, got {text!r}")
+    return w, h
+
+
+def load_frame(scene_dir: Path, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Frame K of a preprocessed scene: image (H, W, 3) uint8, camera_to_world (4, 4), intrinsics (3, 3) of the
+    resized image, and the correspondences of that frame: pixels (M, 2) int (u, v), point indices (M,) int."""
+    from PIL import Image
+
+    path = scene_dir / "correspondences.npy"
+    if not path.is_file():
+        raise InputError("missing file; --frame needs the scene's correspondences", path)
+    corr = np.load(path, allow_pickle=False)
+    if corr.ndim != 2 or corr.shape[1] != 4:
+        raise FormatError(f"expected (M, 4) rows (k, u, v, point), got shape {corr.shape}", path)
+    poses = np.load(scene_dir / "poses.npy", allow_pickle=False)
+    intrinsics = np.load(scene_dir / "intrinsics.npy", allow_pickle=False)
+    if not 0 <= k < len(poses):
+        raise InputError(f"--frame {k}: the scene keeps frames 0..{len(poses) - 1}", scene_dir)
+    image_path = scene_dir / "images" / f"{k:06d}.jpg"
+    if not image_path.is_file():
+        raise InputError("missing image of --frame", image_path)
+    image = np.asarray(Image.open(image_path).convert("RGB"))
+    rows = corr[corr[:, 0] == k]
+    return image, poses[k].astype(np.float64), intrinsics[k].astype(np.float64), rows[:, 1:3], rows[:, 3]
+
+
+def reprojection(coord, camera_to_world, intrinsic) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points into a camera: coord (M, 3) -> pixels (M, 2) float (u, v) and depth (M,) metres."""
+    world_to_camera = np.linalg.inv(camera_to_world)
+    cam = np.asarray(coord, dtype=np.float64) @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    z = cam[:, 2]
+    uv = (cam[:, :2] / np.where(np.abs(z) > 1e-9, z, np.nan)[:, None]) * np.diag(intrinsic)[:2] + intrinsic[:2, 2]
+    return uv, z
+
+
+def frame_overlay(scene_dir: Path, coord: np.ndarray, k: int, out_path: Path) -> float:
+    """Write the correspondence check of frame K; returns the median distance in pixels between the stored pixels
+    and the reprojected points (nan when the frame has no correspondences)."""
+    from concerto3d.visualization.panel import correspondence_overlay
+
+    image, pose, intrinsic, pixels, points = load_frame(scene_dir, k)
+    if len(points) and (points.min() < 0 or points.max() >= len(coord)):
+        raise FormatError(f"correspondences of frame {k} name points outside 0..{len(coord) - 1}",
+                          scene_dir / "correspondences.npy")
+    uv, depth = reprojection(coord[points], pose, intrinsic)
+    error = float(np.median(np.linalg.norm(uv - pixels, axis=1))) if len(points) else float("nan")
+    title = f"{scene_dir.name}, frame {k}: {len(points)} correspondences, median reprojection offset {error:.2f} px"
+    correspondence_overlay(image, pixels, depth, out_path, title=title)
+    return error
+
+
+def write_ply(path: Path, coord, colors, normal=None) -> None:
+    """Write a coloured point cloud (coord (N, 3), colors (N, 3) in [0, 1], optional normals) with Open3D."""
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(coord, dtype=np.float64)))
+    cloud.colors = o3d.utility.Vector3dVector(np.asarray(colors, dtype=np.float64))
+    if normal is not None:
+        cloud.normals = o3d.utility.Vector3dVector(np.asarray(normal, dtype=np.float64))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not o3d.io.write_point_cloud(str(path), cloud):
+        raise InputError("could not write the point cloud (is the extension .ply?)", path)
+
+
+def has_display() -> bool:
+    """True when a window can be opened: a DISPLAY or WAYLAND_DISPLAY on Linux; assumed elsewhere."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def interactive_view(coord, normal, features, colorings: dict[str, np.ndarray], query_index: int) -> bool:
+    """Open3D viewer. Keys 1..n switch between ``colorings`` ((N, 3) in [0, 1] each); P closes the view and opens a
+    picking window (shift + left click a point, then close it) whose last pick becomes the similarity query.
+    Returns False when the window cannot be created."""
+    import open3d as o3d
+
+    from concerto3d.visualization.pca import similarity_colors
+
+    names = list(colorings)
+    state = {"shown": 0, "pick": False}
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(coord, dtype=np.float64)))
+    cloud.normals = o3d.utility.Vector3dVector(np.asarray(normal, dtype=np.float64))
+    keys = ", ".join(f"{i + 1} {n}" for i, n in enumerate(names))
+    while True:
+        cloud.colors = o3d.utility.Vector3dVector(colorings[names[state["shown"]]].astype(np.float64))
+        vis = o3d.visualization.VisualizerWithKeyCallback()
+        if not vis.create_window(f"concerto3d: {keys}; P pick query; Q quit", 1280, 800):
+            return False
+
+        def show(i):
+            def callback(v):
+                state["shown"] = i
+                cloud.colors = o3d.utility.Vector3dVector(colorings[names[i]].astype(np.float64))
+                v.update_geometry(cloud)
+                return True
+            return callback
+
+        def pick(v):
+            state["pick"] = True
+            v.close()
+            return False
+
+        for i in range(len(names)):
+            vis.register_key_callback(ord(str(i + 1)), show(i))
+        vis.register_key_callback(ord("P"), pick)
+        vis.add_geometry(cloud)
+        print(f"keys: {keys}; P: pick a new query point; Q: quit")
+        vis.run()
+        vis.destroy_window()
+        if not state["pick"]:
+            return True
+        state["pick"] = False
+        editor = o3d.visualization.VisualizerWithEditing()
+        editor.create_window("concerto3d: shift + left click the query point, then close this window", 1280, 800)
+        editor.add_geometry(cloud)
+        editor.run()
+        editor.destroy_window()
+        picked = editor.get_picked_points()
+        if picked:
+            query_index = int(picked[-1])
+            colorings["similarity"] = similarity_colors(features, query_index)
+            state["shown"] = names.index("similarity")
+            print(f"query point: {query_index}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from concerto3d.evaluation.features import embed_scene, load_scene
+    from concerto3d.visualization.panel import default_query_index, feature_panel, label_colors
+    from concerto3d.visualization.pca import pca_colors, similarity_colors
+
+    if not (args.out or args.ply or args.interactive or args.frame is not None):
+        raise InputError("nothing to do: give --out PNG, --ply PLY, --frame K and/or --interactive")
+    if args.interactive and not has_display():
+        print("concerto3d visualize: no display (DISPLAY is not set); --interactive needs a desktop session",
+              file=sys.stderr)
+        return 1
+    tile_size = _parse_size(args.tile_size)
+    scene_dir = Path(args.scene)
+    scene = load_scene(scene_dir)
+    query = default_query_index(scene.coord) if args.query is None else args.query
+    if not 0 <= query < len(scene):
+        raise InputError(f"--query {args.query}: the scene has points 0..{len(scene) - 1}", scene_dir)
+    frame_out = None
+    if args.frame is not None:
+        base = Path(args.out) if args.out else Path(f"{scene.name}.png")
+        frame_out = base.with_name(f"{base.stem}_frame{args.frame:06d}.png")
+        load_frame(scene_dir, args.frame)  # fail on a bad frame before the slow part
+
+    from concerto3d.models.pretrained import load_model
+
+    model = load_model(args.model)
+    features = embed_scene(model, scene, max_points=args.max_points)
+    log.info("embedded %d points of %s: features (%d, %d)", len(scene), scene.name, *features.shape)
+
+    if args.out:
+        feature_panel(scene.coord, features, args.out, color=scene.color, segment20=scene.segment20,
+                      query_index=query, tile_size=tile_size, point_size=args.point_size)
+        print(f"wrote {args.out}")
+    pca = pca_colors(features)
+    if args.ply:
+        write_ply(Path(args.ply), scene.coord, pca, scene.normal)
+        print(f"wrote {args.ply}")
+    if frame_out is not None:
+        error = frame_overlay(scene_dir, scene.coord, args.frame, frame_out)
+        print(f"wrote {frame_out} (median reprojection offset {error:.2f} px)")
+    if args.interactive:
+        colorings = {"input": scene.color.astype(np.float32) / 255.0, "labels": label_colors(scene.segment20),
+                     "pca": pca, "similarity": similarity_colors(features, query)}
+        if not interactive_view(scene.coord, scene.normal, features, colorings, query):
+            print("concerto3d visualize: could not open a window on this display", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,116 @@
+"""``concerto3d visualize`` end to end on a hand-made scene, with a stand-in for the trained model."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from concerto3d.cli import main
+from concerto3d.visualization.command import frame_overlay, reprojection
+
+
+class StandInModel:
+    def __init__(self):
+        self.point_encoder = torch.nn.Linear(3, 3)
+
+    def embed(self, points, colors=None, normals=None):
+        assert not self.point_encoder.training
+        return np.concatenate([points, np.sin(3 * points), colors / 255.0], axis=1).astype(np.float32)
+
+
+def look_at(eye, target):
+    """camera-to-world (4, 4), OpenCV axes (x right, y down, z forward), z up in the world."""
+    z = np.subtract(target, eye).astype(float)
+    z /= np.linalg.norm(z)
+    x = np.cross(z, [0, 0, 1.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([x, y, z], axis=1)
+    pose[:3, 3] = eye
+    return pose
+
+
+@pytest.fixture()
+def scene(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 800
+    coord = np.concatenate([rng.uniform(-1, 1, (n, 2)), rng.uniform(0, 0.3, (n, 1))], axis=1).astype(np.float32)
+    labels = np.where(coord[:, 2] < 0.15, 1, 4).astype(np.int16)
+    d = tmp_path / "scene0000_00"
+    (d / "images").mkdir(parents=True)
+    np.save(d / "coord.npy", coord)
+    np.save(d / "color.npy", (np.abs(coord) * 200).astype(np.uint8))
+    np.save(d / "normal.npy", np.tile(np.float32([0, 0, 1]), (n, 1)))
+    np.save(d / "segment20.npy", labels)
+    w, h = 64, 48
+    K = np.array([[40.0, 0, w / 2], [0, 40.0, h / 2], [0, 0, 1]])
+    pose = look_at([0, -2.5, 2.0], [0, 0, 0])
+    uv, depth = reprojection(coord, pose, K)
+    ok = (depth > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < h - 0.5)
+    pixels = np.floor(uv[ok] + 0.5)  # pixel centres at integer coordinates (data/README.md §3)
+    corr = np.stack([np.zeros(ok.sum()), pixels[:, 0], pixels[:, 1], np.flatnonzero(ok)], axis=1)
+    np.save(d / "correspondences.npy", corr.astype(np.int32))
+    np.save(d / "poses.npy", pose[None].astype(np.float32))
+    np.save(d / "intrinsics.npy", K[None].astype(np.float32))
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(d / "images" / "000000.jpg")
+    return d
+
+
+@pytest.fixture()
+def stand_in(monkeypatch):
+    fake = types.ModuleType("concerto3d.models.pretrained")
+    fake.load_model = lambda run: StandInModel()
+    monkeypatch.setitem(sys.modules, "concerto3d.models.pretrained", fake)
+
+
+def test_visualize_writes_panel_ply_and_frame_check(scene, tmp_path, stand_in, capsys):
+    out = tmp_path / "out" / "panel.png"
+    ply = tmp_path / "out" / "pca.ply"
+    code = main(["visualize", str(scene), "--model", "RUN", "--out", str(out), "--ply", str(ply), "--frame", "0",
+                 "--tile-size", "160x120", "--query", "3"])
+    assert code == 0
+    panel = Image.open(out)
+    assert panel.size == (4 * 160, 28 + 120 + 90)
+    import open3d as o3d
+
+    cloud = o3d.io.read_point_cloud(str(ply))
+    assert len(cloud.points) == 800 and cloud.has_colors()
+    frame_png = tmp_path / "out" / "panel_frame000000.png"
+    assert frame_png.is_file()
+    assert "median reprojection offset" in capsys.readouterr().out
+
+
+def test_frame_check_measures_alignment(scene, tmp_path):
+    coord = np.load(scene / "coord.npy")
+    assert frame_overlay(scene, coord, 0, tmp_path / "a.png") < 0.75  # rounded projections
+    corr = np.load(scene / "correspondences.npy")
+    corr[:, 1] += 5  # a misaligned set: 5 px to the right
+    np.save(scene / "correspondences.npy", corr)
+    assert frame_overlay(scene, coord, 0, tmp_path / "b.png") > 4.0
+
+
+def test_interactive_without_display_says_so_and_fails(scene, stand_in, monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["visualize", str(scene), "--model", "RUN", "--interactive"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "display" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--query", "800"], "--query"),
+    (["--frame", "3"], "--frame"),
+    (["--tile-size", "big"], "--tile-size"),
+])
+def test_bad_arguments_exit_2(scene, tmp_path, stand_in, capsys, extra, message):
+    assert main(["visualize", str(scene), "--model", "RUN", "--out", str(tmp_path / "p.png"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_nothing_to_do_and_missing_scene(scene, tmp_path, stand_in, capsys):
+    assert main(["visualize", str(scene), "--model", "RUN"]) == 2
+    assert main(["visualize", str(tmp_path / "missing"), "--model", "RUN", "--out", "x.png"]) == 2
