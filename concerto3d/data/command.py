@@ -60,13 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input kind (default: auto-detect)")
     parser.add_argument("--rgbd-preset", choices=("7scenes", "tum"), default=None,
                         help="file layout of a generic RGB-D folder (data/README.md section 2)")
-    parser.add_argument("--depth-scale", type=_positive_float, default=None,
+    parser.add_argument("--depth-scale", type=_positive_float, default=None, metavar="S",
                         help="raw depth units per metre of an RGB-D folder (default: the preset's)")
     parser.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                         help="keep at most N frames per scene")
     parser.add_argument("--abs-tol", type=float, default=0.05, metavar="M",
                         help="depth test: absolute tolerance in metres (default: 0.05)")
-    parser.add_argument("--rel-tol", type=float, default=0.02,
+    parser.add_argument("--rel-tol", type=float, default=0.02, metavar="R",
                         help="depth test: tolerance as a fraction of the measured depth (default: 0.02)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -251,3 +251,13 @@ def test_rerun_keeps_finished_scenes_and_warns_when_options_differ(tmp_path, cap
     preprocess(scans, tmp_path / "out", frame_skip=1, voxel=0.1, progress=False, **SMALL)
     assert "other options" in caplog.text
     assert _tree(tmp_path / "out")["scene0000_00/coord.npy"] == before["scene0000_00/coord.npy"]
+
+
+def test_max_frames_and_frame_skip_pick_the_first_frames_of_the_step(tmp_path):
+    src = FakeFrameSource(room_poses(9), occluder=None)
+    options = PreprocessOptions(frame_skip=3, max_frames=2, voxel=0.1, **SMALL)
+    meta = process_scene("s", src, _mesh_input(), tmp_path, options)
+    assert np.load(tmp_path / "s" / "frame_ids.npy").tolist() == [0, 3]
+    assert meta["frames"]["kept"] == 2 and meta["options"]["max_frames"] == 2
+    with pytest.raises(InputError, match="patch size"):
+        PreprocessOptions(image_size=(48, 64), patch_size=10).check()
