@@ -206,8 +206,12 @@ def read_split(root: Path, split: str | None) -> list[str] | None:
 
 
 def find_scenes(root: str | Path, split: str | None = None) -> list[str]:
-    """Names of the complete scene folders under ``root`` (those holding every file of ``SCENE_FILES`` and an
-    ``images`` folder), restricted to ``root/splits/<split>.txt`` when it exists. Sorted."""
+    """Names of the scene folders under ``root`` (sorted; those listed in ``root/splits/<split>.txt`` when it
+    exists, in its order, listed scenes without a folder skipped with a warning).
+
+    Raises:
+        InputError: no usable scene. FormatError: a scene folder lacks one of ``SCENE_FILES`` or ``images/``.
+    """
     root = Path(root)
     if not root.is_dir():
         raise InputError("expected a folder of preprocessed scenes (concerto3d preprocess OUT), found none", root)
@@ -216,17 +220,21 @@ def find_scenes(root: str | Path, split: str | None = None) -> list[str]:
         names = sorted(p.name for p in root.iterdir()
                        if p.is_dir() and not p.name.startswith(".") and (p / "coord.npy").is_file())
     else:
-        names = list(dict.fromkeys(listed))
-        missing = [n for n in names if not (root / n / "coord.npy").is_file()]
-        if missing:
-            raise InputError(f"split lists {len(missing)} scene(s) with no preprocessed folder under {root}, "
-                             f"e.g. {missing[0]!r}", root / "splits" / f"{split}.txt")
+        listed = list(dict.fromkeys(listed))
+        names = [n for n in listed if (root / n / "coord.npy").is_file()]
+        if len(names) < len(listed):
+            missing = [n for n in listed if n not in names]
+            if not names:
+                raise InputError(f"expected preprocessed folders of the {len(listed)} listed scene(s) under {root}, "
+                                 f"found none (e.g. {missing[0]!r})", root / "splits" / f"{split}.txt")
+            log.warning("split %s: %d listed scene(s) not preprocessed, skipped (e.g. %s)", split, len(missing),
+                        missing[0])
     for name in names:
         for fname in SCENE_FILES + ("images",):
             if not (root / name / fname).exists():
                 raise FormatError("expected a preprocessed scene file, it is missing", root / name / fname)
     if not names:
-        raise InputError(f"expected preprocessed scene folders (with coord.npy), found none"
+        raise InputError("expected preprocessed scene folders (with coord.npy), found none"
                          + (f" for split {split!r}" if split else ""), root)
     return names
 

@@ -36,7 +36,7 @@ def test_splits_and_scene_discovery(root, tmp_path):
     assert len(SceneDataset(root, None, DataConfig(**SMALL, loop=3))) == 6
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "train.txt").write_text("scene_missing\n")
-    with pytest.raises(InputError, match="train.txt.*no preprocessed folder"):
+    with pytest.raises(InputError, match="train.txt: expected preprocessed folders of the 1 listed scene"):
         SceneDataset(tmp_path, "train")
     with pytest.raises(InputError, match="expected a folder"):
         SceneDataset(tmp_path / "nowhere")
@@ -171,9 +171,11 @@ def test_options_without_colour_normals_and_with_a_grid(root):
 def test_bad_scene_folders_name_the_file(tmp_path, caplog):
     make_fake_scene(tmp_path / "a", n_points=100, n_frames=1)
     make_fake_scene(tmp_path / "b", n_points=30, n_frames=1)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "train.txt").write_text("a\nb\nnot_preprocessed\n")
     with caplog.at_level(logging.WARNING):
-        ds = SceneDataset(tmp_path, None, DataConfig(**SMALL))
-    assert ds.scenes == ["a"] and "skipping scene b" in caplog.text
+        ds = SceneDataset(tmp_path, "train", DataConfig(**SMALL))
+    assert ds.scenes == ["a"] and "skipping scene b" in caplog.text and "not_preprocessed" in caplog.text
     np.save(tmp_path / "a" / "correspondences.npy", np.zeros((5, 3), np.int32))
     with pytest.raises(FormatError, match=r"a/correspondences.npy: expected an array of shape \(\*, 4\)"):
         ds[0]
