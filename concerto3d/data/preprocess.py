@@ -325,10 +325,12 @@ def process_scene(name: str, frames, mesh: MeshInput | None, out: str | os.PathL
     tmp.mkdir(parents=True)
     try:
         meta = _process_into(tmp, name, frames, mesh, options, source or {})
-        if final.exists():  # another process finished the same scene meanwhile: same content, keep theirs
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final)
+        try:
+            os.rename(tmp, final)  # atomic; fails when ``final`` exists and is not empty
+        except OSError:
+            if not (final / "meta.json").is_file():
+                raise
+            shutil.rmtree(tmp)  # another process finished the same scene meanwhile: same content, keep theirs
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -261,3 +261,13 @@ def test_max_frames_and_frame_skip_pick_the_first_frames_of_the_step(tmp_path):
     assert meta["frames"]["kept"] == 2 and meta["options"]["max_frames"] == 2
     with pytest.raises(InputError, match="patch size"):
         PreprocessOptions(image_size=(48, 64), patch_size=10).check()
+
+
+def test_a_scene_finished_meanwhile_by_another_process_is_kept(tmp_path):
+    src = FakeFrameSource(room_poses(1), occluder=None)
+    options = PreprocessOptions(frame_skip=1, voxel=0.1, **SMALL)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "meta.json").write_text("{}")
+    process_scene("s", src, _mesh_input(), tmp_path, options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["meta.json"]
