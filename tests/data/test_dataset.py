@@ -1,6 +1,7 @@
 """SceneDataset on tiny fake preprocessed scenes: crops, frames, correspondences, views, determinism, workers."""
 
 import logging
+import pickle
 
 import numpy as np
 import pytest
@@ -196,3 +197,20 @@ def test_config_checks():
     with pytest.raises(ValueError, match="min_points <= max_points"):
         DataConfig(max_points=10, min_points=20)
     assert DataConfig(image_size=[240, 320]).image_size == (240, 320)
+
+
+def test_scene_without_correspondences_gives_a_crop_without_images(tmp_path):
+    make_fake_scene(tmp_path / "a", n_points=100, n_frames=0)
+    ds = SceneDataset(tmp_path, None, DataConfig(**SMALL))
+    s = ds[0]
+    assert s.num_points == 100 and s.images.shape == (0, 3, *IMAGE_SIZE) and s.corr.shape == (0, 4)
+    batch = collate_scenes([s, s])
+    assert batch.images.shape[0] == 0 and batch.image_crop.shape == (0,) and batch.labels.shape == (200,)
+
+
+def test_dataset_survives_pickling(root):
+    """DataLoader workers started with 'spawn' (macOS, Windows) receive a pickled copy of the dataset."""
+    ds = SceneDataset(root, None, DataConfig(**SMALL))
+    ds.set_epoch(3)
+    copy = pickle.loads(pickle.dumps(ds))
+    torch.testing.assert_close(copy[1].view_student.coord, ds[1].view_student.coord)
