@@ -2,11 +2,14 @@
 
 A material is a base colour (albedo, RGB in 0..1) plus a pattern that modulates it. Each pattern has a *fine*
 component whose period is below 2 cm (wood grain, fabric weave, halftone print, insect screen, brushed metal) and
-which averages to zero, and optionally a *coarse* one (tile or plank brightness, a slow paint wash). Every evaluation
+which averages to zero, and optionally a *coarse* one (tile or plank brightness, a slow paint wash). The fine periods
+(mostly 8-16 mm) sit just under the 2 cm voxel, so that images resized for an image encoder (about 7 mm per pixel
+at 2 m in a 320x240 frame) still resolve them. Every evaluation
 takes a ``footprint`` in metres, the size of the surface patch one sample stands for, and fades each component whose
 period is not at least twice that footprint (the Nyquist limit):
 
-- rendered images use the footprint of one pixel (about 2 mm at 2 m), so they show the fine pattern;
+- rendered images use the footprint of one pixel (about 2 mm at 2 m in a 1296x968 frame), so they show the fine
+  pattern;
 - mesh vertices use :data:`MESH_COLOR_FOOTPRINT` (2 cm, the voxel of the point clouds), so their colours carry the
   base colour and the coarse components only - as the colour of a fused reconstruction would.
 
@@ -26,13 +29,13 @@ MESH_COLOR_FOOTPRINT = 0.02  # metres: what one mesh vertex colour stands for
 
 class Pattern(IntEnum):
     PAINT = 0      # smooth paint with a slow wash; no fine component
-    WOOD = 1       # grain stripes along the part's grain axis, period 6-10 mm
-    WEAVE = 2      # fabric: checker of over/under threads, period 3-6 mm
-    HALFTONE = 3   # printed picture: 45-degree dot screen, colour-shifted per channel, period 5-9 mm
-    SCREEN = 4     # window: thin dark grid lines of an insect screen, period 6-10 mm
+    WOOD = 1       # grain stripes along the part's grain axis, period 9-15 mm
+    WEAVE = 2      # fabric: checker of over/under threads, period 8-12 mm
+    HALFTONE = 3   # printed picture: 45-degree dot screen, colour-shifted per channel, period 10-16 mm
+    SCREEN = 4     # window: thin dark grid lines of an insect screen, period 10-16 mm
     TILES = 5      # floor tiles: per-tile brightness (coarse) + fine speckle
     PLANKS = 6     # floor planks: per-plank brightness (coarse) + wood grain
-    BRUSHED = 7    # appliance metal: fine brushed lines, period 2-4 mm, low contrast
+    BRUSHED = 7    # appliance metal: fine brushed lines, period 4-8 mm, low contrast
 
 
 @dataclass(frozen=True)
@@ -77,13 +80,13 @@ CEILING_COLOR = (0.93, 0.93, 0.92)
 # kind -> (pattern, palette, (period lo, hi), (contrast lo, hi))
 _KINDS: dict[str, tuple[Pattern, np.ndarray, tuple[float, float], tuple[float, float]]] = {
     "wall": (Pattern.PAINT, PANEL_PALETTE, (0.01, 0.01), (0.0, 0.0)),
-    "door": (Pattern.WOOD, PANEL_PALETTE, (0.006, 0.010), (0.18, 0.28)),
-    "picture": (Pattern.HALFTONE, PANEL_PALETTE, (0.005, 0.009), (0.30, 0.45)),
-    "window": (Pattern.SCREEN, PANEL_PALETTE, (0.006, 0.010), (0.25, 0.35)),
-    "curtain": (Pattern.WEAVE, PANEL_PALETTE, (0.003, 0.006), (0.20, 0.30)),
-    "wood": (Pattern.WOOD, WOOD_PALETTE, (0.006, 0.010), (0.15, 0.28)),
-    "fabric": (Pattern.WEAVE, FABRIC_PALETTE, (0.003, 0.006), (0.15, 0.28)),
-    "appliance": (Pattern.BRUSHED, APPLIANCE_PALETTE, (0.002, 0.004), (0.05, 0.10)),
+    "door": (Pattern.WOOD, PANEL_PALETTE, (0.009, 0.015), (0.18, 0.28)),
+    "picture": (Pattern.HALFTONE, PANEL_PALETTE, (0.010, 0.016), (0.30, 0.45)),
+    "window": (Pattern.SCREEN, PANEL_PALETTE, (0.010, 0.016), (0.25, 0.35)),
+    "curtain": (Pattern.WEAVE, PANEL_PALETTE, (0.008, 0.012), (0.20, 0.30)),
+    "wood": (Pattern.WOOD, WOOD_PALETTE, (0.009, 0.015), (0.15, 0.28)),
+    "fabric": (Pattern.WEAVE, FABRIC_PALETTE, (0.008, 0.012), (0.15, 0.28)),
+    "appliance": (Pattern.BRUSHED, APPLIANCE_PALETTE, (0.004, 0.008), (0.05, 0.10)),
 }
 MATERIAL_KINDS = tuple(_KINDS) + ("floor", "ceiling")
 
@@ -106,10 +109,10 @@ def sample_material(kind: str, rng: np.random.Generator, avoid: tuple[float, flo
                                       coarse=float(rng.choice([0.3, 0.4, 0.6])), phase=float(rng.uniform(0, 100))), rng)
         if pattern == Pattern.PLANKS:
             color = WOOD_PALETTE[rng.integers(4)]
-            return _jittered(Material(pattern, tuple(color), period=float(rng.uniform(0.006, 0.01)), contrast=0.2,
+            return _jittered(Material(pattern, tuple(color), period=float(rng.uniform(0.009, 0.015)), contrast=0.2,
                                       coarse=float(rng.uniform(0.12, 0.2)), phase=float(rng.uniform(0, 100))), rng)
         color = FABRIC_PALETTE[rng.integers(len(FABRIC_PALETTE))] * 0.8
-        return _jittered(Material(pattern, tuple(color), period=0.004, contrast=0.2,
+        return _jittered(Material(pattern, tuple(color), period=0.008, contrast=0.2,
                                   phase=float(rng.uniform(0, 100))), rng)
     if kind not in _KINDS:
         raise ValueError(f"unknown material kind {kind!r}; expected one of {MATERIAL_KINDS}")

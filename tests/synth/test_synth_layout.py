@@ -106,10 +106,10 @@ def test_mesh_is_dense_and_annotated(scenes):
     # on the floor, the nearest other vertex is within 2 cm
     floor = mesh.vertices[mesh.object_index == 0]
     rng = np.random.default_rng(0)
-    probe = floor[rng.choice(len(floor), 50, replace=False)]
-    d = np.linalg.norm(floor[None] - probe[:, None], axis=2)
-    d[d == 0] = np.inf
-    assert d.min(axis=1).max() <= 0.02
+    for probe in floor[rng.choice(len(floor), 50, replace=False)]:
+        near = floor[np.all(np.abs(floor - probe) < 0.03, axis=1)]
+        d = np.linalg.norm(near - probe, axis=1)
+        assert np.sort(d)[1] <= 0.02  # [0] is the probe itself
     # segments never cross objects
     seg_obj = {}
     for s, o in zip(mesh.segment[::97], mesh.object_index[::97]):
