@@ -1,0 +1,207 @@
+"""Image encoder: a Hugging Face vision transformer that returns a grid of patch features.
+
+Two ways to build it, both without network access:
+
+* from scratch: a transformers ``ViTModel`` built from a small ``ViTConfig`` (trained jointly with the points);
+* from a local checkpoint folder (``pretrained_path``): any ViT-like model ``AutoModel.from_pretrained`` reads,
+  e.g. ViT or DINOv2 (with or without register tokens), usually frozen.
+
+Token layout of the last hidden state: ``[CLS, registers (R, often 0), patches (row-major)]``, so the token of
+patch (row, col) is ``1 + R + row * Wp + col``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from concerto3d.errors import InputError
+
+__all__ = ["ImageEncoderConfig", "ImageEncoderOutput", "ImageEncoder", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ImageEncoderConfig:
+    """Shape of the image encoder, or the local checkpoint it is loaded from.
+
+    Attributes:
+        image_size: (H, W) of the input images, multiples of the patch size.
+        patch_size: ViT patch side in pixels (a pretrained model's own value wins).
+        hidden_size: token width (from scratch only).
+        num_layers: transformer blocks (from scratch only).
+        num_heads: attention heads (from scratch only).
+        mlp_ratio: MLP width / token width (from scratch only).
+        pretrained_path: a local Hugging Face model folder (config.json + weights), or None to build from scratch.
+        backbone_config: a Hugging Face config as a dict (``model.config.to_dict()``, with ``model_type``): the
+            architecture is built from it with random weights, for reloading a saved encoder without its original
+            folder (see :meth:`ImageEncoder.rebuild_config`). Ignored when ``pretrained_path`` is set.
+        freeze: keep the encoder's weights fixed (no gradients, always in eval mode).
+        image_mean: per-channel mean of :meth:`ImageEncoder.normalize` (ImageNet's by default).
+        image_std: per-channel std of :meth:`ImageEncoder.normalize`.
+    """
+
+    image_size: tuple[int, int] = (240, 320)
+    patch_size: int = 16
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 3
+    mlp_ratio: int = 4
+    pretrained_path: str | None = None
+    backbone_config: dict | None = None
+    freeze: bool = False
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self):
+        self.image_size = tuple(int(s) for s in self.image_size)
+        self.image_mean = tuple(float(s) for s in self.image_mean)
+        self.image_std = tuple(float(s) for s in self.image_std)
+        if len(self.image_size) != 2 or min(self.image_size) <= 0:
+            raise ValueError(f"ImageEncoderConfig: expected image_size (H, W) > 0, got {self.image_size}")
+        if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
+            raise ValueError(f"ImageEncoderConfig: expected 3 means and 3 positive stds, got {self.image_mean} "
+                             f"and {self.image_std}")
+        if self.pretrained_path is None and self.backbone_config is None:
+            if self.image_size[0] % self.patch_size or self.image_size[1] % self.patch_size:
+                raise ValueError(f"ImageEncoderConfig: image_size {self.image_size} is not a multiple of "
+                                 f"patch_size {self.patch_size}")
+            if self.hidden_size % self.num_heads:
+                raise ValueError(f"ImageEncoderConfig: hidden_size {self.hidden_size} is not a multiple of "
+                                 f"num_heads {self.num_heads}")
+
+
+@dataclass
+class ImageEncoderOutput:
+    """What :class:`ImageEncoder` returns.
+
+    Attributes:
+        patch_grid: (B, Hp, Wp, C) feature of every patch, ``Hp = H // patch``, ``Wp = W // patch``.
+        pooled: (B, C) the CLS token.
+    """
+
+    patch_grid: Tensor
+    pooled: Tensor
+
+
+def _vit_from_scratch(cfg: ImageEncoderConfig) -> nn.Module:
+    from transformers import ViTConfig, ViTModel
+
+    vit_config = ViTConfig(
+        image_size=list(cfg.image_size), patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.hidden_size * cfg.mlp_ratio, num_channels=3)
+    return ViTModel(vit_config, add_pooling_layer=False)
+
+
+def _from_config_dict(config: dict) -> nn.Module:
+    from transformers import AutoConfig, AutoModel
+
+    if "model_type" not in config:
+        raise ValueError("ImageEncoderConfig.backbone_config: expected a Hugging Face config dict with "
+                         f"'model_type', got keys {sorted(config)[:5]}")
+    return AutoModel.from_config(AutoConfig.for_model(**config))
+
+
+def _load_pretrained(path: str) -> nn.Module:
+    from transformers import AutoModel
+
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise InputError("expected a Hugging Face model folder with a config.json", path)
+    try:
+        return AutoModel.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"cannot load the image encoder: {err}", path) from err
+
+
+class ImageEncoder(nn.Module):
+    """Vision transformer returning a patch grid and a pooled (CLS) feature.
+
+    Args:
+        config: an :class:`ImageEncoderConfig` (the defaults when None).
+
+    Shapes:
+        images: (B, 3, H, W) float, normalised with :meth:`normalize`; H, W multiples of ``patch_size``.
+        returns :class:`ImageEncoderOutput` with patch_grid (B, H // p, W // p, C) and pooled (B, C).
+
+    Attributes:
+        hidden_size: C; patch_size: p; num_register_tokens: R (tokens between CLS and the patches).
+    """
+
+    def __init__(self, config: ImageEncoderConfig | None = None):
+        super().__init__()
+        cfg = config if config is not None else ImageEncoderConfig()
+        self.config = cfg
+        if cfg.pretrained_path:
+            self.backbone = _load_pretrained(cfg.pretrained_path)
+        elif cfg.backbone_config is not None:
+            self.backbone = _from_config_dict(cfg.backbone_config)
+        else:
+            self.backbone = _vit_from_scratch(cfg)
+        if getattr(self.backbone, "pooler", None) is not None:
+            self.backbone.pooler = None  # unused (we pool with the CLS token); unused weights upset DDP
+        model_cfg = self.backbone.config
+        patch = model_cfg.patch_size
+        self.patch_size = int(patch[0] if isinstance(patch, (list, tuple)) else patch)
+        self.hidden_size = int(model_cfg.hidden_size)
+        self.num_register_tokens = int(getattr(model_cfg, "num_register_tokens", 0) or 0)
+        native = model_cfg.image_size
+        self._native_size = tuple(native) if isinstance(native, (list, tuple)) else (native, native)
+        self._takes_interpolate = "interpolate_pos_encoding" in inspect.signature(self.backbone.forward).parameters
+        self.register_buffer("mean", torch.tensor(cfg.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.image_std).view(1, 3, 1, 1), persistent=False)
+        if cfg.freeze:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    def rebuild_config(self) -> ImageEncoderConfig:
+        """A config that rebuilds this architecture without any file (``pretrained_path=None``, the backbone's
+        Hugging Face config inlined as ``backbone_config``); load the saved weights into the rebuilt encoder."""
+        return dataclasses.replace(self.config, pretrained_path=None,
+                                   backbone_config=json.loads(self.backbone.config.to_json_string(use_diff=False)))
+
+    @property
+    def out_channels(self) -> int:
+        """Width C of the patch and pooled features."""
+        return self.hidden_size
+
+    def train(self, mode: bool = True) -> "ImageEncoder":
+        """Like ``nn.Module.train``, but a frozen backbone stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.config.freeze:
+            self.backbone.eval()
+        return self
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) RGB in [0, 1] -> normalised with the configured mean and std."""
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    def grid_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """(Hp, Wp) patch grid of images of size (H, W)."""
+        return image_size[0] // self.patch_size, image_size[1] // self.patch_size
+
+    def forward(self, images: Tensor) -> ImageEncoderOutput:
+        if images.dim() != 4 or images.size(1) != 3:
+            raise ValueError(f"ImageEncoder: expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        height, width = images.shape[-2:]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"ImageEncoder: expected H and W multiples of the patch size {self.patch_size}, "
+                             f"got {height}x{width}")
+        kwargs = {}
+        if self._takes_interpolate and (height, width) != self._native_size:
+            kwargs["interpolate_pos_encoding"] = True  # a size other than the one the position table was built for
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze):
+            tokens = self.backbone(pixel_values=images, **kwargs).last_hidden_state  # (B, 1 + R + Hp*Wp, C)
+        hp, wp = self.grid_size((height, width))
+        patches = tokens[:, 1 + self.num_register_tokens:]
+        if patches.size(1) != hp * wp:
+            raise RuntimeError(f"ImageEncoder: expected {hp * wp} patch tokens, the backbone gave {patches.size(1)}")
+        return ImageEncoderOutput(patch_grid=patches.reshape(images.size(0), hp, wp, -1), pooled=tokens[:, 0])
