@@ -1,0 +1,275 @@
+"""The joint 2D-3D model: student encoders and heads, their EMA teacher, and the losses of one training step.
+
+``ConcertoModel(cfg)(batch, step_state)`` returns a dict whose ``"loss"`` is what the trainer back-propagates; the
+other entries are the parts of the loss and collapse monitors, all scalars (logged, never back-propagated).
+
+Objectives (``cfg.objective.kind``):
+
+``joint`` (Concerto)
+    * 3D self-distillation: the student point encoder sees ``view_student``, the EMA teacher sees ``view_teacher``;
+      points of the two views that come from the same crop point (same ``PointView.index``) are matched, and the
+      student's prototype distribution learns the teacher's (DINO centring + sharpening by default, Sinkhorn-Knopp
+      or MSE as options), weight ``distillation_weight``.
+    * dense cross-modal alignment: each correspondence (image, u, v, crop point) puts the student's feature of that
+      point on image patch (v // p, u // p); the point features are averaged per (image, patch)
+      (``ops.pool_to_patches``), projected, and aligned with the projected patch features of the image encoder by
+      ``dense_info_nce`` (or, for a frozen pretrained image encoder, regressed onto its patch features with
+      ``cosine_prediction``), weight ``cross_modal_weight``.
+    * scene level: the mean projected point embedding of each crop against the mean projected patch embedding of
+      the crop's images, ``info_nce`` with the other crops of the batch as negatives, weight ``scene_weight``.
+``3d``
+    the self-distillation alone (no image encoder).
+``2d``
+    the image encoder alone: student on ``images``, EMA teacher on ``images_teacher`` (two photometric
+    augmentations of the same frames), matched patch by patch, the same distillation loss.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from concerto3d import objectives, ops
+from concerto3d.models.heads import ProjectionHead, PrototypeHead
+from concerto3d.models.image_encoder import ImageEncoder
+from concerto3d.models.point_encoder import PointEncoder
+
+__all__ = ["StepState", "ConcertoModel", "match_views"]
+
+# at most this many feature rows enter the effective-rank monitor (an SVD per logged step)
+_STATS_ROWS = 4096
+
+
+@dataclass
+class StepState:
+    """Per-step values the losses read (from the trainer's schedules).
+
+    Attributes:
+        step: optimiser step, 0-based.
+        teacher_temperature: the DINO teacher temperature of this step.
+    """
+
+    step: int = 0
+    teacher_temperature: float = 0.04
+
+
+def match_views(index_student: Tensor, index_teacher: Tensor, num_points: int) -> tuple[Tensor, Tensor]:
+    """Pairs of student and teacher view points that come from the same crop point.
+
+    Args:
+        index_student: (Ns,) long, crop point of each student view point, in [0, num_points).
+        index_teacher: (Nt,) long, crop point of each teacher view point.
+        num_points: number of crop points in the batch.
+    Returns:
+        ``(student_rows (P,), teacher_rows (P,))`` long: ``index_student[s] == index_teacher[t]`` for each pair.
+        A crop point seen several times by the teacher view is matched to one of them.
+    """
+    where_teacher = index_teacher.new_full((num_points,), -1)
+    where_teacher[index_teacher] = torch.arange(len(index_teacher), device=index_teacher.device)
+    teacher_rows = where_teacher[index_student]
+    student_rows = torch.nonzero(teacher_rows >= 0).squeeze(1)
+    return student_rows, teacher_rows[student_rows]
+
+
+class ConcertoModel(nn.Module):
+    """Student encoders + heads, the EMA teacher, and the training losses.
+
+    Args:
+        cfg: a :class:`concerto3d.config.TrainConfig` (reads ``point_encoder``, ``image_encoder``, ``objective``).
+
+    Attributes:
+        point_encoder: the student :class:`PointEncoder` (None for the ``2d`` objective).
+        image_encoder: the student :class:`ImageEncoder` (None for the ``3d`` objective).
+        heads: ``nn.ModuleDict`` of the student's heads: ``point_distill`` / ``image_distill`` (prototype head, or
+            projection + predictor for MSE), ``point_proj`` and ``image_proj`` (cross-modal projections).
+        teacher: ``nn.ModuleDict`` with the EMA copies (``point_encoder`` + ``point_distill``, or ``image_encoder``
+            + ``image_distill`` for ``2d``); no gradients; the trainer updates it with ``training.ema.ema_update`` on
+            each pair of :meth:`ema_pairs`.
+        center: (K,) buffer, the DINO centre of the teacher logits.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        obj = cfg.objective
+        self.kind = obj.kind
+        self.objective = obj
+        if self.kind not in ("joint", "3d", "2d"):
+            raise ValueError(f"ConcertoModel: objective kind must be joint, 3d or 2d, got {self.kind!r}")
+        self.point_encoder = PointEncoder(cfg.point_encoder) if self.kind in ("joint", "3d") else None
+        self.image_encoder = ImageEncoder(cfg.image_encoder) if self.kind in ("joint", "2d") else None
+        self.frozen_image_target = bool(self.image_encoder is not None and cfg.image_encoder.pretrained_path
+                                        and cfg.image_encoder.freeze)
+        if self.kind == "2d" and cfg.image_encoder.freeze:
+            raise ValueError("ConcertoModel: the 2d objective trains the image encoder; set image_encoder.freeze=false")
+
+        self.heads = nn.ModuleDict()
+        distilled = "point" if self.kind in ("joint", "3d") else "image"
+        encoder = self.point_encoder if distilled == "point" else self.image_encoder
+        self.heads[f"{distilled}_distill"] = self._distill_head(encoder.out_channels, obj)
+        if obj.distillation == "mse":  # BYOL-style predictor on the student side only
+            self.heads["predictor"] = ProjectionHead(obj.proj_dim, obj.hidden_dim, obj.proj_dim)
+        if self.kind == "joint":
+            target_dim = self.image_encoder.out_channels if self.frozen_image_target else obj.proj_dim
+            self.heads["point_proj"] = ProjectionHead(self.point_encoder.out_channels, obj.hidden_dim, target_dim)
+            if not self.frozen_image_target:
+                self.heads["image_proj"] = ProjectionHead(self.image_encoder.out_channels, obj.hidden_dim,
+                                                          obj.proj_dim)
+
+        self.teacher = nn.ModuleDict({
+            f"{distilled}_encoder": copy.deepcopy(encoder),
+            f"{distilled}_distill": copy.deepcopy(self.heads[f"{distilled}_distill"]),
+        })
+        self.teacher.requires_grad_(False)
+        self.register_buffer("center", torch.zeros(obj.num_prototypes))
+
+    @staticmethod
+    def _distill_head(in_dim: int, obj) -> nn.Module:
+        if obj.distillation == "mse":
+            return ProjectionHead(in_dim, obj.hidden_dim, obj.proj_dim)
+        return PrototypeHead(in_dim, obj.hidden_dim, bottleneck_dim=min(obj.proj_dim, 256),
+                             num_prototypes=obj.num_prototypes)
+
+    # -- teacher -----------------------------------------------------------------------------------------------
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(teacher module, student module) pairs that the EMA update ties together."""
+        student = {"point_encoder": self.point_encoder, "image_encoder": self.image_encoder, **self.heads}
+        return [(t, student[name]) for name, t in self.teacher.items()]
+
+    def train(self, mode: bool = True) -> "ConcertoModel":
+        super().train(mode)
+        self.teacher.eval()  # the teacher never uses dropout
+        return self
+
+    # -- losses ------------------------------------------------------------------------------------------------
+    def forward(self, batch, step_state: StepState | None = None) -> dict[str, Tensor]:
+        """The losses of one batch.
+
+        Args:
+            batch: a :class:`concerto3d.data.collate.TrainBatch` on this model's device.
+            step_state: per-step values (teacher temperature); the defaults when None.
+        Returns:
+            dict of scalar tensors: ``loss`` (with gradient), the weighted parts (``loss_distill``,
+            ``loss_dense``, ``loss_scene``), and monitors: ``feat_std``, ``feat_rank`` (effective rank of the
+            student's encoder features), ``matched`` (distillation pairs), ``patches`` (aligned patches),
+            ``points`` (student view points).
+        """
+        state = step_state or StepState(teacher_temperature=self.objective.teacher_temperature)
+        if self.kind == "2d":
+            return self._forward_2d(batch, state)
+        obj = self.objective
+        view_s, view_t = batch.view_student, batch.view_teacher
+        num_crop_points = int(batch.crop_offsets[-1])
+        student = self.point_encoder(view_s.coord, view_s.feat, view_s.batch)
+        with torch.no_grad():
+            teacher = self.teacher["point_encoder"](view_t.coord, view_t.feat, view_t.batch)
+
+        # 3D self-distillation on points matched through the crop index
+        s_rows, t_rows = match_views(view_s.index, view_t.index, num_crop_points)
+        out = {"loss_distill": self._distill(student.point_feat[s_rows], teacher.point_feat[t_rows], state,
+                                             "point") * obj.distillation_weight}
+        if self.kind == "joint":
+            out.update(self._cross_modal(batch, student.point_feat))
+        out["loss"] = sum(v for k, v in out.items() if k.startswith("loss_"))
+        out.update(self._stats(student.point_feat, len(s_rows), view_s.coord.size(0)))
+        return out
+
+    def _forward_2d(self, batch, state: StepState) -> dict[str, Tensor]:
+        if batch.images.size(0) == 0:
+            raise ValueError("ConcertoModel(2d): the batch has no images (scenes without frames?)")
+        student = self.image_encoder(batch.images).patch_grid  # (F, Hp, Wp, C)
+        with torch.no_grad():
+            teacher = self.teacher["image_encoder"](batch.images_teacher).patch_grid
+        s = student.reshape(-1, student.size(-1))
+        t = teacher.reshape(-1, teacher.size(-1))  # same patch order: photometric augmentation only
+        out = {"loss_distill": self._distill(s, t, state, "image") * self.objective.distillation_weight}
+        out["loss"] = out["loss_distill"]
+        out.update(self._stats(s, s.size(0), s.size(0)))
+        return out
+
+    def _distill(self, student_feat: Tensor, teacher_feat: Tensor, state: StepState, which: str) -> Tensor:
+        """Distillation loss between matched (P, C) student and teacher encoder features (0 when P = 0)."""
+        obj = self.objective
+        if student_feat.size(0) == 0:
+            return student_feat.sum() * 0.0  # keeps the graph (and DDP) intact on a batch with no overlap
+        s = self.heads[f"{which}_distill"](student_feat)
+        with torch.no_grad():
+            t = self.teacher[f"{which}_distill"](teacher_feat)
+        if obj.distillation == "mse":
+            return objectives.mse_distillation(self.heads["predictor"](s), t)
+        if obj.distillation == "sinkhorn":
+            targets = objectives.sinkhorn_knopp(t, state.teacher_temperature, obj.sinkhorn_iterations)
+            return objectives.distillation_cross_entropy(s, targets, obj.student_temperature)
+        loss = objectives.dino_distillation(s, t, self.center, obj.student_temperature, state.teacher_temperature)
+        if self.training and torch.isfinite(t).all():
+            self.center.copy_(objectives.update_center(self.center, t, obj.center_momentum))
+        return loss
+
+    def _cross_modal(self, batch, point_feat: Tensor) -> dict[str, Tensor]:
+        """Dense point-patch alignment and the scene-level InfoNCE (joint objective)."""
+        obj = self.objective
+        zero = point_feat.sum() * 0.0
+        if batch.images.size(0) == 0 or batch.corr.size(0) == 0:
+            return {"loss_dense": zero, "loss_scene": zero, "patches": torch.zeros((), device=point_feat.device)}
+        view = batch.view_student
+        patch_grid = self.image_encoder(batch.images).patch_grid  # (F, Hp, Wp, C)
+        image_size = tuple(batch.images.shape[-2:])
+        corr_point, corr_key = ops.correspondence_patch_keys(batch.corr, image_size, self.image_encoder.patch_size)
+        # crop point -> row of the student view (-1 where the view dropped the point)
+        where = torch.full((int(batch.crop_offsets[-1]),), -1, dtype=torch.long, device=point_feat.device)
+        where[view.index] = torch.arange(view.index.numel(), device=point_feat.device)
+        view_row = where[corr_point]
+        seen = view_row >= 0
+        point_proj = self.heads["point_proj"](point_feat)
+        if self.frozen_image_target:
+            patch_proj = patch_grid.detach()
+        else:
+            patch_proj = self.heads["image_proj"](patch_grid)
+
+        # dense: mean point embedding per (image, patch) vs that patch's embedding
+        if bool(seen.any()):
+            keys, pooled = ops.pool_to_patches(point_proj, view_row[seen], corr_key[seen])
+            target = ops.gather_patches(patch_proj, keys)
+            if self.frozen_image_target:
+                dense = objectives.cosine_prediction(pooled, target)
+            else:
+                dense = objectives.dense_info_nce(pooled, target, obj.temperature, max_negatives=obj.max_negatives)
+            num_patches = keys.numel()
+        else:
+            dense, num_patches = zero, 0
+
+        # scene level: mean point embedding of each crop vs mean patch embedding of its images
+        num_crops = batch.num_crops
+        crop_of_image = batch.image_crop
+        has_images = torch.bincount(crop_of_image, minlength=num_crops) > 0
+        if int(has_images.sum()) >= 2:
+            point_mean = _segment_mean(point_proj, view.batch, num_crops)
+            image_mean = _segment_mean(patch_proj.mean(dim=(1, 2)), crop_of_image, num_crops)
+            scene = objectives.info_nce(point_mean[has_images], image_mean[has_images], obj.temperature)
+        else:
+            scene = zero  # a single crop has no negatives
+        return {"loss_dense": dense * obj.cross_modal_weight, "loss_scene": scene * obj.scene_weight,
+                "patches": torch.tensor(float(num_patches), device=point_feat.device)}
+
+    @torch.no_grad()
+    def _stats(self, feat: Tensor, matched: int, points: int) -> dict[str, Tensor]:
+        rows = feat.detach()
+        if rows.size(0) > _STATS_ROWS:  # evenly spaced rows: deterministic, no RNG draw
+            rows = rows[torch.linspace(0, rows.size(0) - 1, _STATS_ROWS, device=rows.device).long()]
+        rows = rows.float()
+        device = feat.device
+        return {
+            "feat_std": objectives.feature_std(rows) if rows.size(0) >= 2 else torch.zeros((), device=device),
+            "feat_rank": objectives.effective_rank(rows - rows.mean(dim=0)),  # centred: a shared offset is no rank
+            "matched": torch.tensor(float(matched), device=device),
+            "points": torch.tensor(float(points), device=device),
+        }
+
+
+def _segment_mean(x: Tensor, segment: Tensor, size: int) -> Tensor:
+    """(N, C) rows, (N,) segment ids in [0, size) -> (size, C) mean per segment (0 for an empty one)."""
+    sums = x.new_zeros(size, x.size(1)).index_add(0, segment, x)
+    counts = torch.bincount(segment, minlength=size).clamp_min(1).to(x.dtype)
+    return sums / counts.unsqueeze(1)

@@ -1,0 +1,72 @@
+"""``concerto3d train DATA --out RUN [--config YAML] [--objective joint|3d|2d] [--steps N] [--device ...] [--resume]
+[key=value ...]``: joint 2D-3D pre-training, in one process or under ``torchrun`` (DDP)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", help="preprocessed scenes (output of concerto3d preprocess)")
+    parser.add_argument("--out", metavar="RUN", required=True,
+                        help="run folder: checkpoints/, metrics.csv, tensorboard/, model/")
+    parser.add_argument("--config", metavar="YAML", help="a config file (any subset of the keys; see docs/training.md)")
+    parser.add_argument("--objective", choices=("joint", "3d", "2d"),
+                        help="joint = 3D self-distillation + 2D-3D alignment (default), 3d = self-distillation "
+                             "only, 2d = the image encoder alone (same as objective.kind=...)")
+    parser.add_argument("--steps", type=int, help="optimiser steps of the whole run (same as steps=N)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                        help="auto = CUDA when present (same as device=...)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in RUN, with the config saved in RUN/config.yaml "
+                             "(unless --config is given)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. optim.lr=1e-3 objective.temperature=0.1 batch_size=4")
+    _collect_trailing_overrides(parser)
+
+
+def _collect_trailing_overrides(parser: argparse.ArgumentParser) -> None:
+    """Accept ``key=value`` overrides anywhere, also after options (``DATA --out RUN --steps 9 optim.lr=1e-3``).
+
+    argparse fills all positionals at their first occurrence, so overrides written after an option come back as
+    unrecognised arguments. This parser's ``parse_known_args`` (what the ``concerto3d`` top-level parser calls for
+    a subcommand) moves those back into ``args.overrides``.
+    """
+    parse_known_args = parser.parse_known_args
+
+    def parse(args=None, namespace=None):
+        namespace, extras = parse_known_args(args, namespace)
+        overrides = [a for a in extras if "=" in a and not a.startswith("-")]
+        namespace.overrides = list(namespace.overrides or []) + overrides
+        return namespace, [a for a in extras if a not in overrides]
+
+    parser.parse_known_args = parse
+
+
+def run(args: argparse.Namespace) -> int:
+    from concerto3d.config import load_config
+    from concerto3d.training.trainer import train
+
+    overrides = list(args.overrides)
+    for flag, key in (("objective", "objective.kind"), ("steps", "steps"), ("device", "device")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    config_path = args.config
+    saved = Path(args.out) / "config.yaml"
+    if config_path is None and args.resume and saved.is_file():
+        config_path = saved  # the merged config the run started with; overrides still apply on top
+        logger.info("--resume: using %s", saved)
+    cfg = load_config(config_path, overrides)
+    result = train(cfg, args.data, args.out, resume=args.resume)
+    if result.interrupted:
+        print(f"interrupted after step {result.steps_done} of {cfg.steps}; continue with: concerto3d train "
+              f"{args.data} --out {args.out} --resume ...")
+        return 130
+    if result.model_dir is not None:
+        print(f"trained {result.steps_done} steps ({result.skipped_steps} skipped); model: {result.model_dir}")
+    return 0

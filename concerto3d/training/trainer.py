@@ -1,0 +1,351 @@
+"""The training loop: one process, or one of several under ``torchrun`` (DDP).
+
+:func:`train` builds everything from a :class:`concerto3d.config.TrainConfig` and runs the loop, whose body reads
+like a recipe, one labelled stage per block: batch, forward, losses, step, EMA, log, checkpoint.
+
+Resuming is exact on CPU: the data order is a pure function of (seed, epoch, step) (a ``DistributedSampler`` seeded
+per epoch, sliced at the step's position; every sample draws its augmentation from its own seeded generator), and a
+checkpoint carries the model (student and teacher), the optimiser, the step, every random state and the config. A
+run stopped after step k and resumed logs the same losses as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from concerto3d.config import TrainConfig, to_dict, to_yaml
+from concerto3d.errors import InputError
+from concerto3d.training import distributed as ddp
+from concerto3d.training.checkpoint import (list_checkpoints, load_latest_checkpoint, rng_state, save_checkpoint,
+                                            set_rng_state)
+from concerto3d.training.ema import ema_update
+from concerto3d.training.logging import MetricsLogger
+from concerto3d.training.schedules import build_schedules
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainResult", "train", "build_optimizer", "batch_indices", "StopRequest", "seed_everything"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes:
+        run_dir: the run folder.
+        steps_done: optimiser steps done, counting skipped ones (the next run resumes here).
+        skipped_steps: steps skipped because the loss or the gradient was not finite.
+        interrupted: stopped early by SIGINT/SIGTERM (a checkpoint was written).
+        model_dir: ``RUN/model`` when the run finished and saved its encoders, else None.
+        digest: SHA-256 of the model's weights (student, teacher, buffers) at the end; equal on every DDP rank.
+    """
+
+    run_dir: Path
+    steps_done: int
+    skipped_steps: int
+    interrupted: bool
+    model_dir: Path | None
+    digest: str = ""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (model initialisation, InfoNCE subsets)."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: nn.Module, optim) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on norms and biases (1-D tensors).
+
+    Args:
+        model: the (unwrapped) model.
+        optim: an :class:`concerto3d.config.OptimConfig`.
+    """
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    groups = [{"params": decay, "weight_decay": optim.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, betas=optim.betas)
+
+
+def batch_indices(num_samples: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                  world_size: int = 1) -> list[list[int]]:
+    """The sample indices of every batch of ``epoch`` on process ``rank``: a pure function of its arguments.
+
+    A ``DistributedSampler`` (shuffled, seeded with ``seed``, ``set_epoch(epoch)``, ``drop_last``) split into
+    full batches. Used to start a resumed run at any step of an epoch.
+
+    Returns:
+        ``steps_per_epoch`` lists of ``batch_size`` indices.
+    """
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(num_samples), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                 drop_last=True)
+    sampler.set_epoch(epoch)
+    order = list(sampler)
+    return [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+
+
+def _batches(dataset, cfg: TrainConfig, info: ddp.DistInfo, start_step: int, pin: bool) -> Iterator:
+    """Endless TrainBatches from ``start_step`` on: epoch ``step // steps_per_epoch``, position ``step % ...``."""
+    from torch.utils.data import DataLoader
+
+    from concerto3d.data.collate import collate_scenes
+
+    steps_per_epoch = len(batch_indices(len(dataset), cfg.batch_size, cfg.seed, 0, info.rank, info.world_size))
+    epoch, position = divmod(start_step, steps_per_epoch)
+    while True:
+        dataset.set_epoch(epoch)  # the samples' augmentations depend on the epoch
+        batches = batch_indices(len(dataset), cfg.batch_size, cfg.seed, epoch, info.rank, info.world_size)
+        # The loader's own generator: creating its iterator must not draw from the global torch RNG, or a run
+        # resumed mid-epoch would draw once more than the uninterrupted run did.
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        loader = DataLoader(dataset, batch_sampler=batches[position:], collate_fn=collate_scenes,
+                            num_workers=cfg.num_workers, pin_memory=pin, generator=generator)
+        yield from loader
+        epoch, position = epoch + 1, 0
+
+
+class StopRequest:
+    """Context manager: SIGINT/SIGTERM set ``requested`` instead of killing the run; a second SIGINT does.
+
+    The loop checks the flag after each step, writes a checkpoint and returns. Handlers are installed only in the
+    main thread (Python's rule) and restored on exit.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.signal_name = ""
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        logger.warning("%s received: finishing this step, writing a checkpoint, then stopping "
+                       "(Ctrl-C again to stop at once)", self.signal_name)
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()
+
+
+def _check_data(dataset, cfg: TrainConfig, info: ddp.DistInfo) -> None:
+    needed = cfg.batch_size * info.world_size
+    if len(dataset) < needed:
+        raise InputError(f"expected at least batch_size x processes = {needed} samples, the dataset has "
+                         f"{len(dataset)} (add scenes, lower batch_size, or raise data.loop)", dataset.root)
+
+
+def _resume_state(run_dir: Path, resume: bool, device: torch.device):
+    """The checkpoint to resume from (or None), refusing to overwrite a run that has checkpoints."""
+    if not resume:
+        if list_checkpoints(run_dir):
+            raise InputError("the run folder already holds checkpoints: pass --resume to continue it, or choose "
+                             "another --out", run_dir)
+        return None
+    found = load_latest_checkpoint(run_dir, map_location=device)
+    if found is None:
+        logger.warning("--resume: no checkpoint in %s, starting from step 0", run_dir)
+        return None
+    state, path = found
+    logger.info("resuming from %s (step %d)", path, state["step"])
+    return state
+
+
+def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += _config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes
+
+
+def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
+          on_step_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train a :class:`concerto3d.models.concerto.ConcertoModel` on preprocessed scenes.
+
+    Args:
+        cfg: the merged config (defaults + YAML + overrides).
+        data_root: output folder of ``concerto3d preprocess``.
+        run_dir: where checkpoints, ``metrics.csv``, TensorBoard logs and ``model/`` go.
+        resume: continue from the newest readable checkpoint of ``run_dir``.
+        on_step_end: called as ``on_step_end(step, metrics)`` after every step (tests, benchmarks).
+    Returns:
+        a :class:`TrainResult`.
+    Raises:
+        InputError: unusable data, or checkpoints in ``run_dir`` without ``resume``.
+    """
+    from tqdm import tqdm
+
+    from concerto3d.data.dataset import SceneDataset
+    from concerto3d.models.concerto import ConcertoModel, StepState
+    from concerto3d.models.pretrained import save_model
+
+    run_dir = Path(run_dir)
+    device = ddp.select_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    info = ddp.init_distributed(device)
+    try:
+        # -- setup ---------------------------------------------------------------------------------------------
+        seed_everything(cfg.seed)  # the same on every rank: identical initial weights
+        dataset = SceneDataset(data_root, split=cfg.split, config=cfg.data)
+        _check_data(dataset, cfg, info)
+        model = ConcertoModel(cfg).to(device)
+        optimizer = build_optimizer(model, cfg.optim)
+        schedules = build_schedules(cfg.optim, cfg.steps)
+        state = _resume_state(run_dir, resume, device)
+        start_step, skipped = 0, 0
+        if state is not None:
+            changes = _config_changes(state["config"], to_dict(cfg))
+            if changes:
+                logger.warning("the config differs from the checkpoint's (the resumed run will not match an "
+                               "uninterrupted one): %s", "; ".join(changes))
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_step, skipped = int(state["step"]), int(state["skipped_steps"])
+            rngs = state["rng"]
+            set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
+        ddp_model = model
+        if info.enabled:
+            ddp_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True)  # e.g. heads a batch without correspondences leaves unused
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp
+                    else contextlib.nullcontext())
+        log = MetricsLogger(run_dir, enabled=info.is_main, resume_step=start_step if state is not None else None)
+        if info.is_main:
+            text = to_yaml(cfg)
+            transforms = (f"point views: {dataset.point_transform}\nimages: {dataset.image_transform}")
+            logger.info("device %s, %d process(es), %d samples, steps %d..%d\nconfig:\n%s%s", device,
+                        info.world_size, len(dataset), start_step, cfg.steps, text, transforms)
+            log.log_text("config", text)
+            log.log_text("transforms", transforms)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(text)
+        batches = _batches(dataset, cfg, info, start_step, pin=device.type == "cuda")
+        params = [p for p in model.parameters() if p.requires_grad]
+        bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step", disable=not info.is_main)
+
+        def checkpoint(steps_done: int) -> None:
+            rngs = ddp.all_gather_object(rng_state())
+            if info.is_main:
+                save_checkpoint(run_dir, {
+                    "step": steps_done, "skipped_steps": skipped,
+                    "model": model.state_dict(),  # student encoders + heads, teacher.*, DINO centre
+                    "optimizer": optimizer.state_dict(), "rng": rngs,
+                    "data": {"epoch_seed": cfg.seed, "batch_size": cfg.batch_size, "world_size": info.world_size},
+                    "config": to_dict(cfg)}, steps_done, keep=cfg.keep_checkpoints)
+
+        step = start_step
+        interrupted = False
+        model.train()
+        with StopRequest() as stop:
+            for step in range(start_step, cfg.steps):
+                tic = time.perf_counter()
+                # -- batch -----------------------------------------------------------------------------------
+                batch = next(batches).to(device, non_blocking=True)
+                lr, momentum = float(schedules.lr[step]), float(schedules.momentum[step])
+
+                # -- forward ---------------------------------------------------------------------------------
+                with autocast:
+                    out = ddp_model(batch, StepState(step, cfg.objective.teacher_temperature))
+
+                # -- losses: every rank agrees whether the step is usable and whether to stop ----------------
+                loss = out["loss"]
+                flags = torch.tensor([0.0 if bool(torch.isfinite(loss)) else 1.0, float(stop.requested)],
+                                     device=device)
+                ddp.all_reduce_max(flags)
+
+                # -- step ------------------------------------------------------------------------------------
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # also for a non-finite loss, so that DDP's gradient hooks run on every rank
+                grad_norm = nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0
+                                                     else float("inf"))
+                finite = flags[0].item() == 0 and bool(torch.isfinite(grad_norm))
+                if finite:
+                    optimizer.step()
+                else:
+                    skipped += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    logger.warning("step %d: non-finite loss or gradient (loss %s), step skipped (%d so far)",
+                                   step, loss.item(), skipped)
+
+                # -- EMA -------------------------------------------------------------------------------------
+                if finite:
+                    for teacher, student in model.ema_pairs():
+                        ema_update(teacher, student, momentum)
+
+                # -- log -------------------------------------------------------------------------------------
+                seconds = time.perf_counter() - tic
+                metrics = {k: float(v.detach()) for k, v in out.items()}
+                metrics.update(lr=lr, momentum=momentum, grad_norm=float(grad_norm), skipped_steps=skipped,
+                               points_per_s=metrics.pop("points") * info.world_size / max(seconds, 1e-9),
+                               step_s=seconds)
+                if step % cfg.log_every == 0 or step == cfg.steps - 1:
+                    log.log(step, metrics)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", rank=f"{metrics['feat_rank']:.1f}")
+                if on_step_end is not None:
+                    on_step_end(step, metrics)
+
+                # -- checkpoint ------------------------------------------------------------------------------
+                steps_done = step + 1
+                stopping = flags[1].item() > 0 or (stop.requested and not info.enabled)
+                if stopping or steps_done % cfg.checkpoint_every == 0 or steps_done == cfg.steps:
+                    checkpoint(steps_done)
+                if stopping:
+                    interrupted = steps_done < cfg.steps
+                    if interrupted and info.is_main:
+                        logger.warning("stopped after step %d of %d (%s); continue with --resume",
+                                       steps_done, cfg.steps, stop.signal_name or "signal")
+                    break
+        bar.close()
+        log.close()
+        steps_done = step + 1 if cfg.steps > start_step else start_step
+        model_dir = None
+        if not interrupted and info.is_main:
+            model_dir = save_model(model, cfg, run_dir, weights=cfg.export_weights, steps=steps_done)
+            logger.info("saved the trained encoders (%s) to %s", cfg.export_weights, model_dir)
+        digest = ddp.state_digest(model)
+        logger.info("rank %d: weights digest %s after %d steps", info.rank, digest, steps_done)
+        ddp.barrier()
+        if skipped:
+            logger.warning("%d step(s) were skipped for non-finite values", skipped)
+        return TrainResult(run_dir=run_dir, steps_done=steps_done, skipped_steps=skipped, interrupted=interrupted,
+                           model_dir=model_dir, digest=digest)
+    finally:
+        ddp.cleanup_distributed()

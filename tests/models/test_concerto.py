@@ -1,0 +1,129 @@
+"""ConcertoModel: view matching, the losses of each objective, gradients where they belong, the EMA pairs."""
+
+import numpy as np
+import pytest
+import torch
+
+from concerto3d.config import load_config
+from concerto3d.data.collate import PointView, TrainBatch
+from concerto3d.models.concerto import ConcertoModel, StepState, match_views
+from concerto3d.training.ema import ema_update
+
+TINY = [
+    "data.image_size=[32, 48]", "image_encoder.image_size=[32, 48]", "image_encoder.hidden_size=32",
+    "image_encoder.num_layers=1", "image_encoder.num_heads=2", "point_encoder.ratios=[0.25, 0.25]",
+    "point_encoder.radii=[0.3, 0.6]", "point_encoder.sa_channels=[16, 32]", "point_encoder.global_channels=32",
+    "point_encoder.fp_channels=[32]", "point_encoder.out_channels=32", "point_encoder.max_neighbors=16",
+    "objective.proj_dim=32", "objective.hidden_dim=64", "objective.num_prototypes=64",
+]
+
+
+def tiny_cfg(*more):
+    return load_config(None, TINY + list(more))
+
+
+def _view(rng, crop_sizes, keep):
+    coords, feats, batch, index, offset = [], [], [], [], 0
+    for b, n in enumerate(crop_sizes):
+        rows = np.sort(rng.choice(n, size=int(n * keep), replace=False))
+        coords.append(rng.uniform(-1, 1, (len(rows), 3)))
+        batch.append(np.full(len(rows), b))
+        index.append(rows + offset)
+        offset += n
+    coord = torch.tensor(np.concatenate(coords), dtype=torch.float32)
+    feat = torch.cat([coord, torch.tensor(rng.uniform(-1, 1, (len(coord), 6)), dtype=torch.float32)], 1)
+    return PointView(coord, feat, torch.tensor(np.concatenate(batch)), torch.tensor(np.concatenate(index)))
+
+
+def tiny_batch(seed=0, with_corr=True):
+    """Two crops of 120 points, one 32x48 image each, correspondences between them."""
+    rng = np.random.default_rng(seed)
+    sizes = [120, 120]
+    corr = []
+    for image in range(2):
+        pts = rng.choice(120, size=60, replace=False) + 120 * image
+        corr.append(np.column_stack([np.full(60, image), rng.integers(0, 48, 60), rng.integers(0, 32, 60), pts]))
+    corr = np.concatenate(corr) if with_corr else np.zeros((0, 4))
+    return TrainBatch(
+        crop_offsets=torch.tensor([0, 120, 240]), view_student=_view(rng, sizes, 0.8),
+        view_teacher=_view(rng, sizes, 0.8), images=torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(seed)),
+        images_teacher=torch.randn(2, 3, 32, 48), image_crop=torch.tensor([0, 1]),
+        corr=torch.tensor(corr, dtype=torch.long), labels=torch.zeros(240, dtype=torch.long))
+
+
+def test_match_views_pairs_points_of_the_same_crop_point():
+    s_rows, t_rows = match_views(torch.tensor([4, 0, 7, 2]), torch.tensor([2, 9, 4, 5]), num_points=10)
+    assert s_rows.tolist() == [0, 3] and t_rows.tolist() == [2, 0]
+    s_rows, _ = match_views(torch.tensor([1, 3]), torch.tensor([0, 2]), 4)
+    assert s_rows.numel() == 0
+
+
+def test_joint_losses_and_gradients():
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg("objective.kind=joint"))
+    out = model(tiny_batch(), StepState(0, 0.04))
+    parts = out["loss_distill"] + out["loss_dense"] + out["loss_scene"]
+    assert torch.isfinite(out["loss"]) and torch.allclose(out["loss"], parts)
+    assert out["matched"] > 0 and out["patches"] > 0 and out["feat_rank"] >= 1
+    out["loss"].backward()
+    grads = lambda m: [p.grad for p in m.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads(model.point_encoder))
+    assert any(g is not None and g.abs().sum() > 0 for g in grads(model.image_encoder))
+    assert all(p.grad is None and not p.requires_grad for p in model.teacher.parameters())
+    assert model.center.abs().sum() > 0  # the DINO centre moved in training mode
+
+
+def test_dense_alignment_is_zero_without_correspondences_and_3d_has_no_image_encoder():
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg("objective.kind=joint"))
+    out = model(tiny_batch(with_corr=False))
+    assert out["loss_dense"] == 0 and out["loss_scene"] == 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()  # still a graph: DDP's hooks would run
+    model3d = ConcertoModel(tiny_cfg("objective.kind=3d", "objective.distillation=mse"))
+    assert model3d.image_encoder is None
+    out = model3d(tiny_batch())
+    assert set(out) >= {"loss", "loss_distill"} and "loss_dense" not in out and 0 <= out["loss"] <= 4 * 0.5
+
+
+def test_2d_objective_distils_the_image_encoder():
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg("objective.kind=2d", "objective.distillation=sinkhorn"))
+    assert model.point_encoder is None and set(model.teacher) == {"image_encoder", "image_distill"}
+    out = model(tiny_batch())
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["matched"] == 2 * 2 * 3  # F x Hp x Wp patches
+    assert all(p.grad is not None for p in model.heads["image_distill"].parameters())
+
+
+def test_frozen_pretrained_image_encoder_is_a_cosine_target(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(image_size=[32, 48], patch_size=16, hidden_size=24, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=48)).save_pretrained(tmp_path / "vit")
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg(f"image_encoder.pretrained_path={tmp_path / 'vit'}", "image_encoder.freeze=true"))
+    assert model.frozen_image_target and "image_proj" not in model.heads
+    out = model(tiny_batch())
+    assert 0 <= out["loss_dense"] <= 2  # 1 - cos, weight 1
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.image_encoder.parameters())
+
+
+def test_ema_pairs_move_the_teacher_towards_the_student():
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg("objective.kind=3d"))
+    with torch.no_grad():
+        for p in model.point_encoder.parameters():
+            p.add_(1.0)
+    pairs = model.ema_pairs()
+    assert [type(s).__name__ for _, s in pairs] == ["PointEncoder", "PrototypeHead"]
+    teacher, student = pairs[0]
+    before = next(teacher.parameters()).clone()
+    ema_update(teacher, student, 0.5)
+    after, target = next(teacher.parameters()), next(student.parameters())
+    assert torch.allclose(after, 0.5 * before + 0.5 * target)
+
+
+def test_bad_objective_settings_are_rejected():
+    with pytest.raises(ValueError, match="freeze"):
+        ConcertoModel(tiny_cfg("objective.kind=2d", "image_encoder.freeze=true"))

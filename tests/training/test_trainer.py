@@ -1,0 +1,115 @@
+"""The trainer end to end on tiny scenes: learning without collapse, exact resume, skipped non-finite steps, CLI."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from concerto3d.cli import main
+from concerto3d.errors import InputError
+from concerto3d.models.pretrained import load_model
+from concerto3d.training.checkpoint import list_checkpoints, load_latest_checkpoint
+from concerto3d.training.logging import read_metrics
+from concerto3d.training.trainer import batch_indices, train
+
+TIMING = {"points_per_s", "step_s"}  # wall-clock columns; everything else must repeat exactly
+
+
+def test_batch_order_is_a_pure_function_of_seed_epoch_and_rank():
+    a = batch_indices(10, 2, seed=3, epoch=1)
+    assert a == batch_indices(10, 2, seed=3, epoch=1) and a != batch_indices(10, 2, seed=3, epoch=2)
+    assert sorted(i for b in a for i in b) == list(range(10))
+    r0, r1 = batch_indices(10, 2, 3, 1, rank=0, world_size=2), batch_indices(10, 2, 3, 1, rank=1, world_size=2)
+    assert len(r0) == len(r1) == 2 and not set(sum(r0, [])) & set(sum(r1, []))
+
+
+@pytest.mark.slow
+def test_tiny_joint_run_learns_without_collapse_and_saves_a_loadable_model(tiny_data, tiny_config, tmp_path):
+    cfg = tiny_config("steps=40", "optim.lr=2e-3", "objective.kind=joint")
+    result = train(cfg, tiny_data, tmp_path / "run")
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == list(range(40)) and result.skipped_steps == 0
+    loss = np.array([r["loss"] for r in rows])
+    dense = np.array([r["loss_dense"] for r in rows])
+    assert np.isfinite(loss).all()
+    assert loss[-5:].mean() < 0.9 * loss[:5].mean(), loss  # the loss falls ...
+    assert dense[-5:].mean() < dense[:5].mean(), dense
+    rank = np.array([r["feat_rank"] for r in rows])
+    assert rank[-5:].min() > 4.0, rank  # ... without collapse (effective rank of 32-d student features)
+    assert rows[-1]["feat_std"] > 0.02
+    assert {"loss_distill", "loss_scene", "lr", "momentum", "points_per_s", "skipped_steps"} <= set(rows[0])
+    assert (tmp_path / "run" / "config.yaml").is_file() and list((tmp_path / "run" / "tensorboard").iterdir())
+
+    # the model folder loads without the training config and embeds a cloud
+    model = load_model(tmp_path / "run")
+    assert model.config["objective"] == "joint" and model.image_encoder is not None
+    pts = np.random.default_rng(0).uniform(0, 2, (300, 3)).astype(np.float32)
+    feats = model.embed(pts, colors=np.full((300, 3), 128, np.uint8))
+    assert feats.shape == (300, 32) and feats.dtype == np.float32 and np.isfinite(feats).all()
+
+
+def _interrupt_at(step_to_stop):
+    def hook(step, metrics):
+        if step == step_to_stop:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does: the trainer checkpoints and returns
+    return hook
+
+
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_repeats_the_uninterrupted_losses_exactly(tiny_data, tiny_config, tmp_path):
+    cfg = tiny_config("steps=6", "objective.kind=joint")
+    full = train(cfg, tiny_data, tmp_path / "full")
+    first = train(cfg, tiny_data, tmp_path / "split", on_step_end=_interrupt_at(2))
+    assert first.interrupted and first.steps_done == 3 and first.model_dir is None
+    assert [p.name for p in list_checkpoints(tmp_path / "split")] == ["step_00000003.pt"]
+    with pytest.raises(InputError, match="--resume"):
+        train(cfg, tiny_data, tmp_path / "split")  # a run with checkpoints is not silently overwritten
+    second = train(cfg, tiny_data, tmp_path / "split", resume=True)
+    assert not second.interrupted and second.steps_done == 6
+    a, b = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "split")
+    assert [r["step"] for r in b] == list(range(6))
+    for ra, rb in zip(a, b):
+        assert {k: v for k, v in ra.items() if k not in TIMING} == {k: v for k, v in rb.items() if k not in TIMING}
+    assert second.digest == full.digest  # same final weights, teacher and optimiser-driven student alike
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_skips_the_step_and_training_goes_on(tiny_data, tiny_config, tmp_path, monkeypatch):
+    from concerto3d.models.concerto import ConcertoModel
+
+    forward = ConcertoModel.forward
+
+    def poisoned(self, batch, step_state=None):
+        out = forward(self, batch, step_state)
+        if step_state.step == 1:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(ConcertoModel, "forward", poisoned)
+    cfg = tiny_config("steps=4", "objective.kind=3d", "objective.distillation=sinkhorn")
+    result = train(cfg, tiny_data, tmp_path / "run")
+    assert result.skipped_steps == 1 and result.steps_done == 4 and result.model_dir is not None
+    rows = read_metrics(tmp_path / "run")
+    assert [r["skipped_steps"] for r in rows] == [0, 1, 1, 1]
+    assert np.isnan(rows[1]["loss"]) and np.isfinite([r["loss"] for r in rows[2:]]).all()
+    state, _ = load_latest_checkpoint(tmp_path / "run")
+    assert all(int(s["step"]) == 3 for s in state["optimizer"]["state"].values())  # 4 steps, 1 skipped
+    model = load_model(tmp_path / "run" / "model")
+    assert model.image_encoder is None and model.config["objective"] == "3d"
+
+
+@pytest.mark.slow
+def test_cli_train_2d_objective_and_bad_override(tiny_data, tiny_overrides, tmp_path, capsys):
+    code = main(["train", str(tiny_data), "--out", str(tmp_path / "run"), "--objective", "2d", "--steps", "2",
+                 *tiny_overrides])
+    assert code == 0
+    model = load_model(tmp_path / "run")
+    assert model.point_encoder is None and model.image_encoder is not None
+    with pytest.raises(InputError, match="no point encoder"):
+        model.embed(np.zeros((4, 3), np.float32))
+    out = model.image_encoder(torch.zeros(1, 3, 32, 48)).patch_grid
+    assert out.shape == (1, 2, 3, 32)
+    code = main(["train", str(tiny_data), "--out", str(tmp_path / "bad"), "optim.lrr=1"])
+    assert code == 2 and "did you mean optim.lr" in capsys.readouterr().err
