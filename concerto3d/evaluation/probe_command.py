@@ -32,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "splits/train.txt and splits/val.txt")
     parser.add_argument("--model", metavar="RUN", required=True, help="trained run folder (RUN/model/...)")
     parser.add_argument("--out", metavar="JSON", help="write the metrics here")
-    parser.add_argument("--epochs", type=int, default=100, help="linear head epochs (default 100)")
+    parser.add_argument("--epochs", type=int, default=20, help="linear head epochs (default 20)")
     parser.add_argument("--lr", type=float, default=1e-2, help="peak learning rate, AdamW, cosine (default 1e-2)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="points per step (default: full batch)")
+    parser.add_argument("--batch-size", type=int, default=8192,
+                        help="points per step (default 8192; 0 = full batch)")
     parser.add_argument("--max-points", type=int, default=None,
                         help="embed at most this many points per scene and interpolate the rest (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the head's minibatch order (default 0)")
@@ -71,7 +71,7 @@ def embed_split(model, scenes: list[Path], max_points: int | None, seed: int, de
     return feats, labels
 
 
-def run_probe(model, data_dir, epochs: int = 100, lr: float = 1e-2, seed: int = 0, batch_size: int | None = None,
+def run_probe(model, data_dir, epochs: int = 20, lr: float = 1e-2, seed: int = 0, batch_size: int | None = 8192,
               max_points: int | None = None, device=None) -> tuple[dict, ProbeResult]:
     """Probe a loaded model on a preprocessed dataset.
 
@@ -145,14 +145,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("not a folder; expected a preprocessed dataset (concerto3d preprocess OUT)", data_dir)
     if args.epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size < 0 or (args.max_points is not None and args.max_points < 1):
+        raise InputError(f"--batch-size must be >= 0 and --max-points >= 1, got {args.batch_size} and "
+                         f"{args.max_points}")
     device = resolve_device(args.device)
     from concerto3d.models.pretrained import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, device=device)
     log.info("probing %s on %s (head on %s, %d epochs, seed %d)", args.model, data_dir, device, args.epochs,
              args.seed)
     summary, result = run_probe(model, data_dir, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                                batch_size=args.batch_size, max_points=args.max_points, device=device)
+                                batch_size=args.batch_size or None, max_points=args.max_points, device=device)
     summary["model"] = str(args.model)
     print(format_iou_table(result.confusion, SCANNET20_NAMES))
     if args.out:

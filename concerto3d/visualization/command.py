@@ -35,8 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also draw the correspondences of kept frame K on its image (PNG next to --out)")
     parser.add_argument("--tile-size", metavar="WxH", default="480x360", help="pixels per panel tile")
     parser.add_argument("--point-size", type=float, default=3.0, help="rendered point size in pixels")
+    parser.add_argument("--no-cull", action="store_true",
+                        help="draw every point (default: hide points whose normal faces away from the camera, "
+                        "i.e. the ceiling and near walls, for a look inside the room)")
     parser.add_argument("--max-points", type=int, default=None,
                         help="embed at most this many points and interpolate the rest (default: all)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -195,15 +199,17 @@ def run(args: argparse.Namespace) -> int:
         frame_out = base.with_name(f"{base.stem}_frame{args.frame:06d}.png")
         load_frame(scene_dir, args.frame)  # fail on a bad frame before the slow part
 
+    from concerto3d.evaluation.probe_command import resolve_device
     from concerto3d.models.pretrained import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, device=resolve_device(args.device))
     features = embed_scene(model, scene, max_points=args.max_points)
     log.info("embedded %d points of %s: features (%d, %d)", len(scene), scene.name, *features.shape)
 
     if args.out:
+        normal = scene.normal if np.abs(scene.normal).sum() > 0 and not args.no_cull else None
         feature_panel(scene.coord, features, args.out, color=scene.color, segment20=scene.segment20,
-                      query_index=query, tile_size=tile_size, point_size=args.point_size)
+                      query_index=query, tile_size=tile_size, point_size=args.point_size, normal=normal)
         print(f"wrote {args.out}")
     pca = pca_colors(features)
     if args.ply:

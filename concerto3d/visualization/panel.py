@@ -171,7 +171,7 @@ def default_query_index(coord) -> int:
 
 def feature_panel(coord, features, out_path: str | os.PathLike | None = None, color=None, segment20=None,
                   query_index: int | None = None, tile_size: tuple[int, int] = (480, 360), point_size: float = 3.0,
-                  camera=None) -> np.ndarray:
+                  camera=None, normal=None) -> np.ndarray:
     """The standard panel of one scene: input colours | ground truth | PCA of features | similarity to a query.
 
     Args:
@@ -184,11 +184,13 @@ def feature_panel(coord, features, out_path: str | os.PathLike | None = None, co
         tile_size: (width, height) of each tile in pixels.
         point_size: rendered point diameter in pixels.
         camera: a ``render.Camera``; default fitted to the cloud.
+        normal: (N, 3) float normals; when given, points whose back faces the camera (the ceiling and near walls of
+            a room seen from outside) are left out of the tiles, see ``render.facing_camera``.
     Returns:
         (height, width, 3) uint8 panel.
     """
     from concerto3d.visualization.pca import pca_colors, similarity_colors
-    from concerto3d.visualization.render import fit_camera, project, render_views
+    from concerto3d.visualization.render import facing_camera, fit_camera, project, render_views
 
     coord = np.asarray(coord, dtype=np.float32)
     n = len(coord)
@@ -213,7 +215,10 @@ def feature_panel(coord, features, out_path: str | os.PathLike | None = None, co
     marker, _ = project(coord[query_index:query_index + 1], camera, tile_size)
     tiles.append(Tile(None, f"similarity to point {query_index}", colorbar=(cmap, "least", "most similar"),
                       markers=marker))
-    for tile, image in zip(tiles, render_views(coord, colorings, camera, tile_size, point_size)):
+    shown = np.ones(n, dtype=bool) if normal is None else facing_camera(coord, normal, camera)
+    shown[query_index] = True
+    images = render_views(coord[shown], [c[shown] for c in colorings], camera, tile_size, point_size)
+    for tile, image in zip(tiles, images):
         tile.image = image
     return compose_panel(tiles, out_path)
 
@@ -248,7 +253,8 @@ def correspondence_overlay(image, uv, depth, out_path: str | os.PathLike | None 
     dpi = 100
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
     canvas = FigureCanvasAgg(fig)
-    fig.text(0.5, 1 - top / 2 / height, title, ha="center", va="center", fontsize=11, fontweight="bold")
+    fontsize = float(np.clip(0.95 * width / (0.65 * max(len(title), 1)) * 72 / dpi, 6.0, 11.0))
+    fig.text(0.5, 1 - top / 2 / height, title, ha="center", va="center", fontsize=fontsize, fontweight="bold")
     for i in range(2):
         ax = fig.add_axes((i / 2, bottom / height, 0.5, h / height))
         ax.imshow(image, interpolation="nearest")
@@ -258,10 +264,10 @@ def correspondence_overlay(image, uv, depth, out_path: str | os.PathLike | None 
     if len(uv):
         # pixel (u, v) covers [u, u+1) x [v, v+1); imshow puts pixel centres at integers
         sc = ax.scatter(uv[:, 0], uv[:, 1], c=depth, cmap="turbo", s=point_size, linewidths=0, alpha=0.9)
-        cax = fig.add_axes((0.6, 0.45 * bottom / height, 0.3, 12 / height))
+        cax = fig.add_axes((0.6, 0.55 * bottom / height, 0.3, 12 / height))
         cb = fig.colorbar(sc, cax=cax, orientation="horizontal")
-        cb.set_label("point depth in the camera (m)", fontsize=8)
         cb.ax.tick_params(labelsize=8)
+        fig.text(0.58, (0.55 * bottom + 6) / height, "point depth (m)", ha="right", va="center", fontsize=9)
     canvas.draw()
     out = np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
     if out_path is not None:

@@ -124,6 +124,28 @@ def project(coord, camera: Camera, size: tuple[int, int]) -> tuple[np.ndarray, n
     return px, depth
 
 
+def facing_camera(coord, normal, camera: Camera) -> np.ndarray:
+    """Which points face the camera: the "dollhouse" view of a room seen from outside.
+
+    Indoor scans orient normals towards the inside of the room (towards the cameras that saw each surface), so from
+    a viewpoint outside the room the ceiling and the near walls show their backs and are hidden, while the floor,
+    the furniture and the far walls stay.
+
+    Args:
+        coord: (N, 3) float points.
+        normal: (N, 3) float normals; rows of zeros (unknown) count as facing.
+        camera: the view.
+    Returns:
+        (N,) bool, True where ``dot(normal, eye - point) >= 0``.
+    """
+    coord = np.asarray(coord, dtype=np.float64)
+    normal = np.asarray(normal, dtype=np.float64)
+    if normal.shape != coord.shape:
+        raise ValueError(f"expected normals of shape {coord.shape}, got {normal.shape}")
+    to_eye = np.asarray(camera.eye, dtype=np.float64) - coord
+    return np.einsum("ij,ij->i", normal, to_eye) >= 0
+
+
 def _render_matplotlib(coord, colors_list, camera: Camera, size, point_size: float, background) -> list[np.ndarray]:
     import matplotlib
 

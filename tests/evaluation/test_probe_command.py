@@ -85,7 +85,7 @@ def test_run_probe_separates_the_quadrants_and_is_deterministic(dataset):
 
 def test_cli_probe_writes_json_and_prints_a_table(dataset, tmp_path, monkeypatch, capsys):
     fake = types.ModuleType("concerto3d.models.pretrained")
-    fake.load_model = lambda run: StandInModel()
+    fake.load_model = lambda run, device="cpu": StandInModel()
     monkeypatch.setitem(sys.modules, "concerto3d.models.pretrained", fake)
     out = tmp_path / "probe" / "result.json"
     code = main(["probe", str(dataset), "--model", "RUN", "--out", str(out), "--epochs", "50", "--lr", "0.05",
@@ -100,7 +100,7 @@ def test_cli_probe_writes_json_and_prints_a_table(dataset, tmp_path, monkeypatch
 
 def test_cli_probe_bad_input_exits_2_with_one_line(dataset, tmp_path, monkeypatch, capsys):
     fake = types.ModuleType("concerto3d.models.pretrained")
-    fake.load_model = lambda run: StandInModel()
+    fake.load_model = lambda run, device="cpu": StandInModel()
     monkeypatch.setitem(sys.modules, "concerto3d.models.pretrained", fake)
     (dataset / "splits" / "val.txt").unlink()
     assert main(["probe", str(dataset), "--model", "RUN"]) == 2

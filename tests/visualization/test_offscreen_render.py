@@ -65,3 +65,20 @@ def test_bad_inputs():
         render_point_cloud(np.zeros((0, 3)), np.zeros((0, 3)))
     with pytest.raises(ValueError, match="colours"):
         render_views(np.zeros((4, 3)), [np.zeros((3, 3))])
+
+
+def test_dollhouse_culling_hides_the_ceiling_and_near_wall_seen_from_outside():
+    g = np.linspace(0, 4, 9)
+    xx, yy = np.meshgrid(g, g)
+    flat = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    floor = np.column_stack([flat, np.zeros(len(flat))])
+    ceiling = np.column_stack([flat, np.full(len(flat), 2.5)])
+    near_wall = np.column_stack([flat[:, 0], np.zeros(len(flat)), flat[:, 1] * 2.5 / 4])  # y = 0, camera at -y
+    far_wall = near_wall + [0, 4, 0]
+    coord = np.concatenate([floor, ceiling, near_wall, far_wall])
+    # normals point into the room
+    normal = np.concatenate([np.tile([0, 0, 1.0], (81, 1)), np.tile([0, 0, -1.0], (81, 1)),
+                             np.tile([0, 1.0, 0], (81, 1)), np.tile([0, -1.0, 0], (81, 1))])
+    shown = render.facing_camera(coord, normal, fit_camera(coord))
+    assert shown[:81].all() and not shown[81:162].any() and not shown[162:243].any() and shown[243:].all()
+    assert render.facing_camera(coord, np.zeros_like(coord), fit_camera(coord)).all()  # unknown normals: keep

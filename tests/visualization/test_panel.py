@@ -46,6 +46,18 @@ def test_feature_panel_png_has_the_expected_size_and_no_blank_tile(tmp_path):
         assert (np.abs(gt - SCANNET20_PALETTE[c]).sum(axis=1) < 12).sum() > 30
 
 
+def test_culling_by_normals_leaves_the_hidden_points_out(tmp_path):
+    coord, feats, labels, color = toy_scene(n=600)
+    normal = np.zeros_like(coord)
+    normal[:, 2] = 1.0
+    normal[labels == 4] = [0, 0, -1.0]  # the box faces away from a camera above: culled
+    labels = labels.copy()
+    culled = feature_panel(coord, feats, color=color, segment20=labels, tile_size=TILE, normal=normal)
+    gt = tiles_of(culled, 4)[1].reshape(-1, 3).astype(int)
+    assert (np.abs(gt - SCANNET20_PALETTE[4]).sum(axis=1) < 12).sum() == 0
+    assert (np.abs(gt - SCANNET20_PALETTE[6]).sum(axis=1) < 12).sum() > 30
+
+
 def test_panel_without_colours_or_labels_has_two_tiles():
     coord, feats, _, _ = toy_scene(n=300)
     panel = feature_panel(coord, feats, tile_size=TILE, segment20=np.full(len(coord), -1))

@@ -63,7 +63,7 @@ def scene(tmp_path):
 @pytest.fixture()
 def stand_in(monkeypatch):
     fake = types.ModuleType("concerto3d.models.pretrained")
-    fake.load_model = lambda run: StandInModel()
+    fake.load_model = lambda run, device="cpu": StandInModel()
     monkeypatch.setitem(sys.modules, "concerto3d.models.pretrained", fake)
 
 
