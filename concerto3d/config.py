@@ -57,12 +57,14 @@ class ObjectiveConfig:
     scene_weight: float = 0.5                # weight of the scene-level InfoNCE (pooled points vs pooled images)
     max_negatives: int = 4096                # dense InfoNCE: at most this many (points, patch) pairs per step
     # self-distillation
-    distillation: Literal["dino", "sinkhorn", "mse"] = "dino"
+    # sinkhorn (Sonata, DINOv2): balanced teacher targets, cannot collapse even while the teacher is still random;
+    # dino: centred + sharpened teacher targets; mse: normalised feature regression (collapses most easily)
+    distillation: Literal["dino", "sinkhorn", "mse"] = "sinkhorn"
     distillation_weight: float = 0.5
     num_prototypes: int = 1024               # prototype head size for dino / sinkhorn
     student_temperature: float = 0.1
     teacher_temperature: float = 0.04
-    center_momentum: float = 0.9             # dino centering
+    center_momentum: float = 0.9             # dino centring
     sinkhorn_iterations: int = 3
 
     def __post_init__(self):

@@ -60,7 +60,7 @@ def test_match_views_pairs_points_of_the_same_crop_point():
 
 def test_joint_losses_and_gradients():
     torch.manual_seed(0)
-    model = ConcertoModel(tiny_cfg("objective.kind=joint"))
+    model = ConcertoModel(tiny_cfg("objective.kind=joint", "objective.distillation=dino"))
     out = model(tiny_batch(), StepState(0, 0.04))
     parts = out["loss_distill"] + out["loss_dense"] + out["loss_scene"]
     assert torch.isfinite(out["loss"]) and torch.allclose(out["loss"], parts)

@@ -27,17 +27,16 @@ def test_batch_order_is_a_pure_function_of_seed_epoch_and_rank():
 
 @pytest.mark.slow
 def test_tiny_joint_run_learns_without_collapse_and_saves_a_loadable_model(tiny_data, tiny_config, tmp_path):
-    cfg = tiny_config("steps=40", "optim.lr=2e-3", "objective.kind=joint")
+    cfg = tiny_config("steps=40", "optim.lr=3e-3", "optim.min_lr=1e-3", "objective.kind=joint")
     result = train(cfg, tiny_data, tmp_path / "run")
     rows = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == list(range(40)) and result.skipped_steps == 0
-    loss = np.array([r["loss"] for r in rows])
-    dense = np.array([r["loss_dense"] for r in rows])
+    first, last = slice(0, 10), slice(30, 40)
+    loss, dense, rank = (np.array([r[k] for r in rows]) for k in ("loss", "loss_dense", "feat_rank"))
     assert np.isfinite(loss).all()
-    assert loss[-5:].mean() < 0.9 * loss[:5].mean(), loss  # the loss falls ...
-    assert dense[-5:].mean() < dense[:5].mean(), dense
-    rank = np.array([r["feat_rank"] for r in rows])
-    assert rank[-5:].min() > 4.0, rank  # ... without collapse (effective rank of 32-d student features)
+    assert loss[last].mean() < 0.95 * loss[first].mean(), loss  # the loss falls ...
+    assert dense[last].mean() < 0.95 * dense[first].mean(), dense  # ... the 2D-3D alignment too ...
+    assert rank[last].min() > 4.0, rank  # ... without collapse (effective rank of the 32-d student features)
     assert rows[-1]["feat_std"] > 0.02
     assert {"loss_distill", "loss_scene", "lr", "momentum", "points_per_s", "skipped_steps"} <= set(rows[0])
     assert (tmp_path / "run" / "config.yaml").is_file() and list((tmp_path / "run" / "tensorboard").iterdir())
