@@ -70,3 +70,21 @@ def test_unsorted_batch_and_bad_shapes_are_rejected():
         fps(torch.rand(4, 2), None, 0.5)
     with pytest.raises(ValueError, match="batch"):
         fps(torch.rand(4, 3), torch.zeros(3, dtype=torch.long), 0.5)
+
+
+def test_fps_matches_reference_on_generated_batches():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=15, deadline=None, derandomize=True)
+    @hypothesis.given(sizes=st.lists(st.integers(1, 60), min_size=1, max_size=4),
+                      ratio=st.floats(0.01, 1.0), seed=st.integers(0, 2**16))
+    def check(sizes, ratio, seed):
+        pos = torch.rand(sum(sizes), 3, generator=torch.Generator().manual_seed(seed))
+        batch = _batch(sizes)
+        expected = fps_reference(pos, batch, ratio)
+        assert torch.bincount(batch[expected], minlength=len(sizes)).tolist() == [num_samples(n, ratio)
+                                                                                  for n in sizes]
+        assert torch.equal(fps(pos, batch, ratio), expected)
+
+    check()
