@@ -146,8 +146,13 @@ class ImageEncoder(nn.Module):
             self.backbone = _from_config_dict(cfg.backbone_config)
         else:
             self.backbone = _vit_from_scratch(cfg)
+        # Weights that never get a gradient upset DDP: drop the pooler (we pool with the CLS token) and fix the
+        # masked-image-modelling token (we never mask patches).
         if getattr(self.backbone, "pooler", None) is not None:
-            self.backbone.pooler = None  # unused (we pool with the CLS token); unused weights upset DDP
+            self.backbone.pooler = None
+        mask_token = getattr(getattr(self.backbone, "embeddings", None), "mask_token", None)
+        if isinstance(mask_token, nn.Parameter):
+            mask_token.requires_grad_(False)
         model_cfg = self.backbone.config
         patch = model_cfg.patch_size
         self.patch_size = int(patch[0] if isinstance(patch, (list, tuple)) else patch)
