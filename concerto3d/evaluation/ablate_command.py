@@ -1,0 +1,93 @@
+"""``concerto3d ablate DATA --out DIR [--seeds 3] [--steps N] [key=value ...]``: the Concerto table.
+
+Trains and probes, with the same budget each, a random-init point encoder, the 2D-only image encoder (features
+lifted onto the points), the 3D-only point encoder, the concatenation of the two, and the joint (Concerto) point
+encoder, over several seeds; writes ``DIR/results.md``, ``results.csv`` and ``results.png``. Rerunning the same
+command resumes: finished (row, seed) units are not redone (see :mod:`concerto3d.evaluation.ablate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+from pathlib import Path
+
+from concerto3d.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from concerto3d.evaluation.ablate import ROW_KEYS
+
+    parser.add_argument("data", metavar="DATA", help="preprocessed dataset (concerto3d preprocess output) with "
+                        "splits/train.txt and splits/val.txt")
+    parser.add_argument("--out", metavar="DIR", required=True,
+                        help="ablation folder: runs/, probes/, results.md, results.csv, results.png")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per row (default 3)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps of every trained row (default 300)")
+    parser.add_argument("--config", metavar="YAML", help="training config for every trained row")
+    parser.add_argument("--rows", default=",".join(ROW_KEYS),
+                        help=f"comma-separated subset of {','.join(ROW_KEYS)} (default: all)")
+    parser.add_argument("--probe-epochs", type=int, default=100, help="linear head epochs (default 100)")
+    parser.add_argument("--probe-lr", type=float, default=1e-2, help="linear head peak learning rate (default 1e-2)")
+    parser.add_argument("--max-points", type=int, default=None,
+                        help="embed at most this many points per scene and interpolate the rest (default: all)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present), cpu, cuda: training (device=...) and the linear heads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="training overrides for every trained row, e.g. batch_size=4 data.max_points=4096")
+
+
+def run(args: argparse.Namespace) -> int:
+    from concerto3d.evaluation.ablate import AblationSettings, ordering_checks, run_ablation
+    from concerto3d.evaluation.probe_command import resolve_device
+
+    if args.seeds < 1:
+        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    for item in args.overrides:
+        if "=" not in item:
+            raise InputError(f"expected key=value training overrides, got {item!r}")
+        if item.split("=", 1)[0].strip() in ("objective.kind", "steps", "seed", "data.seed"):
+            raise InputError(f"{item!r}: the ablation sets objective.kind, steps, seed and data.seed itself "
+                             "(use --steps and --seeds)")
+    device = resolve_device(args.device)
+    overrides = list(args.overrides)
+    if args.device != "auto":
+        overrides.append(f"device={device.type}")
+    settings = AblationSettings(steps=args.steps, seeds=list(range(args.seeds)), overrides=overrides,
+                                config=args.config, probe_epochs=args.probe_epochs, probe_lr=args.probe_lr,
+                                max_points=args.max_points,
+                                rows=[r.strip() for r in args.rows.split(",") if r.strip()])
+    command = _command_line(args)
+    stats = run_ablation(args.data, args.out, settings, device=device, progress=not args.no_progress,
+                         command=command)
+    out = Path(args.out)
+    print(f"{'row':<8} {'mIoU %':>14}  seeds")
+    for s in stats:
+        print(f"{s.key:<8} {100 * s.miou_mean:6.1f} ± {100 * s.miou_std:4.1f}   {len(s.seeds)}")
+    for c in ordering_checks(stats):
+        print(f"{c.better} > {c.worse}: {100 * c.difference:+.1f} (spread {100 * c.spread:.1f}) "
+              f"{'holds' if c.holds else 'does NOT hold'}")
+    print(f"table: {out / 'results.md'}, {out / 'results.csv'}, {out / 'results.png'}")
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this ablation (printed in results.md)."""
+    parts = ["concerto3d", "ablate", args.data, "--out", args.out, "--seeds", str(args.seeds), "--steps",
+             str(args.steps)]
+    for flag, value, default in (("--config", args.config, None), ("--rows", args.rows, None),
+                                 ("--probe-epochs", args.probe_epochs, 100), ("--probe-lr", args.probe_lr, 1e-2),
+                                 ("--max-points", args.max_points, None), ("--device", args.device, "auto")):
+        if value is not None and value != default and not (flag == "--rows" and value == _all_rows()):
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(str(p)) for p in parts + list(args.overrides))
+
+
+def _all_rows() -> str:
+    from concerto3d.evaluation.ablate import ROW_KEYS
+
+    return ",".join(ROW_KEYS)

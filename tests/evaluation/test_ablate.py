@@ -1,0 +1,224 @@
+"""``concerto3d ablate``: the five rows end to end on tiny scenes, resume, lifting, aggregation and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from concerto3d import cli
+from concerto3d.errors import InputError
+from concerto3d.evaluation import ablate
+from concerto3d.labels import NUM_CLASSES_20, SCANNET20_NAMES
+
+H, W = 32, 48
+TINY = [
+    "data.max_points=256", "data.min_points=48", "data.max_frames=2", "data.image_size=[32, 48]",
+    "data.patch_size=16", "data.elastic_p=0", "image_encoder.image_size=[32, 48]", "image_encoder.patch_size=16",
+    "image_encoder.hidden_size=32", "image_encoder.num_layers=1", "image_encoder.num_heads=2",
+    "point_encoder.ratios=[0.25, 0.25]", "point_encoder.radii=[0.3, 0.6]", "point_encoder.sa_channels=[16, 32]",
+    "point_encoder.global_channels=32", "point_encoder.fp_channels=[32]", "point_encoder.out_channels=24",
+    "point_encoder.max_neighbors=16", "objective.proj_dim=32", "objective.hidden_dim=64",
+    "objective.num_prototypes=64", "optim.warmup_steps=1", "batch_size=2", "device=cpu", "checkpoint_every=1000",
+]
+
+
+def _write_scene(folder, rng) -> None:
+    """A floor and two boxes (~400 points), two orthographic top-view photos and their correspondences."""
+    floor = np.column_stack([rng.uniform(0, 3, 200), rng.uniform(0, 2, 200), np.zeros(200)])
+    parts, colours, labels = [floor], [np.tile([120, 110, 100], (200, 1))], [np.full(200, 1)]
+    for cls, colour in ((4, (200, 40, 40)), (6, (40, 180, 60))):
+        lo = np.array([rng.uniform(0.2, 2.2), rng.uniform(0.2, 1.2), 0.0])
+        top = np.column_stack([lo[0] + rng.uniform(0, 0.6, 100), lo[1] + rng.uniform(0, 0.6, 100),
+                               np.full(100, rng.uniform(0.4, 0.9))])
+        parts.append(top)
+        colours.append(np.tile(colour, (100, 1)))
+        labels.append(np.full(100, cls))
+    coord = np.concatenate(parts).astype(np.float32)
+    color = np.clip(np.concatenate(colours) + rng.normal(0, 8, (len(coord), 3)), 0, 255).astype(np.uint8)
+    label = np.concatenate(labels).astype(np.int16)
+    label[::17] = -1  # some unlabelled points
+    (folder / "images").mkdir(parents=True)
+    corr = []
+    for k, (lo, hi) in enumerate((((0, 0), (3, 2)), ((0.5, 0.3), (2.0, 1.3)))):
+        u = np.floor((coord[:, 0] - lo[0]) / (hi[0] - lo[0]) * W).astype(np.int64)
+        v = np.floor((coord[:, 1] - lo[1]) / (hi[1] - lo[1]) * H).astype(np.int64)
+        inside = np.flatnonzero((u >= 0) & (u < W) & (v >= 0) & (v < H))
+        image = np.full((H, W, 3), 90, np.uint8)
+        image[v[inside], u[inside]] = color[inside]
+        Image.fromarray(image).save(folder / "images" / f"{k:06d}.jpg", quality=95)
+        corr.append(np.column_stack([np.full(len(inside), k), u[inside], v[inside], inside]))
+    normal = np.tile(np.array([0, 0, 1], np.float32), (len(coord), 1))
+    np.save(folder / "coord.npy", coord)
+    np.save(folder / "color.npy", color)
+    np.save(folder / "normal.npy", normal)
+    np.save(folder / "segment20.npy", label)
+    np.save(folder / "correspondences.npy", np.concatenate(corr).astype(np.int32))
+    (folder / "meta.json").write_text(json.dumps({"source": "test"}))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """3 train scenes and 1 val scene."""
+    root = tmp_path_factory.mktemp("ablate_scenes")
+    rng = np.random.default_rng(0)
+    names = [f"scene{i:04d}_00" for i in range(4)]
+    for name in names:
+        _write_scene(root / name, rng)
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("\n".join(names[:3]) + "\n")
+    (root / "splits" / "val.txt").write_text(names[3] + "\n")
+    return root
+
+
+def _ablate(argv, monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "ablate", ("concerto3d.evaluation.ablate_command", "the Concerto table"))
+    # key=value overrides come right after DATA (argparse stops filling positionals at the first option)
+    return cli.main(["ablate", argv[0], *TINY, *argv[1:]])
+
+
+def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path, monkeypatch):
+    import concerto3d.training.trainer as trainer
+
+    calls = []
+    real_train = trainer.train
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(a[0].objective.kind) or real_train(*a, **k))
+    out = tmp_path / "abl"
+    argv = [str(tiny_data), "--out", str(out), "--seeds", "1", "--steps", "2", "--probe-epochs", "5",
+            "--no-progress"]
+    assert _ablate(argv, monkeypatch) == 0
+    assert sorted(calls) == ["2d", "3d", "joint"]  # random is not trained, concat reuses 2d and 3d
+
+    probes = {r: json.loads((out / "probes" / f"{r}-seed0.json").read_text()) for r in ablate.ROW_KEYS}
+    for r, p in probes.items():
+        assert 0.0 <= p["miou"] <= 1.0 and p["row"] == r and p["labelled_points"]["val"] > 0
+    assert probes["random"]["steps"] == 0 and probes["joint"]["steps"] == 2
+    assert probes["3d"]["feature_dim"] == 24 and probes["2d"]["feature_dim"] == 32
+    assert probes["concat"]["feature_dim"] == 24 + 32
+    unseen = probes["2d"]["unseen"]["val"]
+    assert unseen["points"] == 400 and 0 <= unseen["unseen"] < 400  # counted, and in the probe like every point
+    config = json.loads((out / "runs" / "joint-seed0" / "model" / "config.json").read_text())
+    assert config["objective"] == "joint" and config["steps"] == 2
+
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["row"] for r in rows] == list(ablate.ROW_KEYS)
+    assert float(rows[-1]["miou_mean"]) == pytest.approx(probes["joint"]["miou"], abs=1e-6)
+    md = (out / "results.md").read_text()
+    assert "joint (Concerto)" in md and "concerto3d ablate" in md and "--steps 2" in md
+    assert (out / "results.png").stat().st_size > 1000
+
+    # resume: nothing is retrained or re-probed when everything is there
+    model_mtime = (out / "runs" / "3d-seed0" / "model" / "config.json").stat().st_mtime_ns
+    probe_mtime = (out / "probes" / "2d-seed0.json").stat().st_mtime_ns
+    calls.clear()
+    assert _ablate(argv, monkeypatch) == 0
+    assert calls == []
+    assert (out / "runs" / "3d-seed0" / "model" / "config.json").stat().st_mtime_ns == model_mtime
+    assert (out / "probes" / "2d-seed0.json").stat().st_mtime_ns == probe_mtime
+
+    # a lost probe JSON is redone from the existing model, without training
+    (out / "probes" / "joint-seed0.json").unlink()
+    assert _ablate(argv, monkeypatch) == 0
+    assert calls == [] and (out / "probes" / "joint-seed0.json").is_file()
+
+    # other settings in the same folder are refused
+    with pytest.raises(InputError, match="other settings"):
+        ablate.run_ablation(tiny_data, out, ablate.AblationSettings(steps=3, seeds=[0], overrides=TINY),
+                            progress=False)
+
+
+def test_lift_scene_features_averages_the_patches_that_see_each_point(tiny_data):
+    from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
+
+    torch.manual_seed(0)
+    encoder = ImageEncoder(ImageEncoderConfig(image_size=(H, W), patch_size=16, hidden_size=16, num_layers=1,
+                                              num_heads=2))
+    scene = tiny_data / "scene0003_00"
+    lifted = ablate.lift_scene_features(encoder, scene, image_batch=1)
+
+    images = np.stack([np.asarray(Image.open(scene / "images" / f"{k:06d}.jpg").convert("RGB")) for k in (0, 1)])
+    with torch.no_grad():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        grid = encoder(encoder.normalize(x)).patch_grid.numpy()
+    corr = np.load(scene / "correspondences.npy")
+    expected = np.zeros((400, 16), np.float32)
+    for p in (0, 5, 250, 399):
+        rows = corr[corr[:, 3] == p]
+        if len(rows):
+            expected[p] = np.mean([grid[k, v // 16, u // 16] for k, u, v, _ in rows], axis=0)
+        np.testing.assert_allclose(lifted.features[p], expected[p], rtol=1e-4, atol=1e-5)
+        assert lifted.seen[p] == (len(rows) > 0)
+    assert (lifted.features[~lifted.seen] == 0).all()
+    assert np.array_equal(lifted.labels, np.load(scene / "segment20.npy"))
+
+
+def _summary(miou, iou_wall, oa=0.5):
+    iou = {n: None for n in SCANNET20_NAMES}
+    iou["wall"], iou["floor"] = iou_wall, 2 * miou - iou_wall
+    return {"miou": miou, "overall_accuracy": oa, "iou": iou}
+
+
+def test_aggregate_mean_and_sample_std_over_seeds_and_the_ordering():
+    probes = {
+        "3d": {0: _summary(0.40, 0.3), 1: _summary(0.50, 0.5), 2: _summary(0.45, 0.4)},
+        "joint": {1: _summary(0.60, 0.6), 0: _summary(0.62, 0.6)},
+        "2d": {0: _summary(0.44, 0.4)},
+    }
+    stats = ablate.aggregate(probes)
+    assert [s.key for s in stats] == ["2d", "3d", "joint"]  # table order, rows without seeds left out
+    s3 = stats[1]
+    assert s3.seeds == [0, 1, 2] and s3.miou == [0.40, 0.50, 0.45]
+    assert s3.miou_mean == pytest.approx(0.45) and s3.miou_std == pytest.approx(np.std([0.4, 0.5, 0.45], ddof=1))
+    assert s3.iou_mean[0] == pytest.approx(0.4) and np.isnan(s3.iou_mean[5]) and len(s3.iou_mean) == NUM_CLASSES_20
+    assert stats[0].miou_std == 0.0  # one seed: no spread
+
+    checks = {(c.better, c.worse): c for c in ablate.ordering_checks(stats)}
+    assert checks[("joint", "3d")].holds  # +0.16 > std 0.05
+    assert not checks[("3d", "2d")].holds  # +0.01 < std 0.05
+    assert checks[("joint", "3d")].difference == pytest.approx(0.16)
+    assert ("concat", "3d") not in checks  # absent rows are not checked
+
+
+def test_write_results_writes_every_row_and_class(tmp_path):
+    stats = ablate.aggregate({"random": {0: _summary(0.1, 0.1)}, "joint": {0: _summary(0.6, 0.5),
+                                                                             1: _summary(0.7, 0.7)}})
+    paths = ablate.write_results(tmp_path, stats, {"command": "concerto3d ablate D --out O"})
+    with open(paths["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["row"] for r in rows] == ["random", "joint"]
+    assert float(rows[1]["miou_mean"]) == pytest.approx(0.65) and rows[1]["miou_per_seed"] == "0.600000;0.700000"
+    assert float(rows[1]["iou_floor"]) == pytest.approx(0.7) and "iou_chair" not in rows[1]
+    md = paths["md"].read_text()
+    assert "65.0 ± 7.1" in md and "joint > random" in md
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rows": ["concat", "joint"]}, "concat needs"),
+    ({"rows": ["joint", "nope"]}, "expected some of"),
+    ({"seeds": []}, "seeds"),
+    ({"steps": 0}, "steps"),
+])
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        ablate.AblationSettings(**kwargs)
+
+
+def test_bad_input_fails_before_any_training(tiny_data, tmp_path, monkeypatch):
+    no_val = tmp_path / "no_val"
+    no_val.mkdir()
+    (no_val / "splits").mkdir()
+    (no_val / "x").mkdir()
+    np.save(no_val / "x" / "coord.npy", np.zeros((4, 3), np.float32))
+    (no_val / "splits" / "train.txt").write_text("x\n")
+    with pytest.raises(InputError, match="val.txt"):
+        ablate.run_ablation(no_val, tmp_path / "o1", ablate.AblationSettings(seeds=[0]), progress=False)
+    with pytest.raises(InputError, match="optim.lrr"):
+        ablate.run_ablation(tiny_data, tmp_path / "o2", ablate.AblationSettings(seeds=[0], overrides=["optim.lrr=1"]),
+                            progress=False)
+    assert not (tmp_path / "o2" / "runs").exists()
+    assert _ablate([str(tiny_data), "steps=5", "--out", str(tmp_path / "o3")], monkeypatch) == 2
