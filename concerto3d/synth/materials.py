@@ -163,6 +163,16 @@ class MaterialTable:
         )
 
 
+def texture_axes(face_axis, grain_axis):
+    """The part's local axes that a face's texture coordinates "along" and "across" follow.
+
+    "along" is the grain axis unless the face is normal to it (then the next axis); "across" is the remaining one.
+    Works on ints or integer arrays alike.
+    """
+    along_axis = np.where(np.asarray(grain_axis) != face_axis, grain_axis, (np.asarray(face_axis) + 1) % 3)
+    return along_axis, 3 - np.asarray(face_axis) - along_axis
+
+
 def surface_coords(local: np.ndarray, face_axis: np.ndarray, grain_axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """In-plane texture coordinates of points on box faces.
 
@@ -173,8 +183,7 @@ def surface_coords(local: np.ndarray, face_axis: np.ndarray, grain_axis: np.ndar
     Returns:
         along, across: (N,) metres, the two in-plane coordinates.
     """
-    along_axis = np.where(grain_axis != face_axis, grain_axis, (face_axis + 1) % 3)
-    across_axis = 3 - face_axis - along_axis
+    along_axis, across_axis = texture_axes(face_axis, grain_axis)
     x, y, z = local[:, 0], local[:, 1], local[:, 2]
     pick = lambda axis: np.where(axis == 0, x, np.where(axis == 1, y, z))  # noqa: E731 (faster than fancy indexing)
     return pick(along_axis), pick(across_axis)
@@ -274,6 +283,28 @@ class Light:
     falloff: float = 0.08
 
 
+def light_intensity(normal_dot_to_light: np.ndarray, dist2: np.ndarray, normal_z: np.ndarray,
+                    light: Light) -> np.ndarray:
+    """Lambertian light a surface point receives (no shadows), from scalars only.
+
+    Args:
+        normal_dot_to_light: (N,) n . (light - point), unnormalised; dist2: (N,) |light - point|^2;
+        normal_z: (N,) z of the unit outward normal.
+    Returns:
+        (N,) float32 factor for the albedo.
+    """
+    cos = normal_dot_to_light / np.sqrt(np.maximum(dist2, 1e-12))
+    shade = (light.ambient * (0.9 + 0.1 * normal_z) +
+             light.diffuse * np.maximum(cos, 0.0) / (1.0 + light.falloff * dist2))
+    return shade.astype(np.float32, copy=False)
+
+
+def to_rgb8(albedo: np.ndarray, shade: np.ndarray) -> np.ndarray:
+    """(N, 3) albedo times (N,) light -> (N, 3) uint8 RGB."""
+    rgb = albedo * shade[:, None]
+    return np.round(np.clip(rgb, 0.0, 1.0, out=rgb) * 255.0).astype(np.uint8)
+
+
 def lambert(albedo: np.ndarray, normals: np.ndarray, points: np.ndarray, light: Light) -> np.ndarray:
     """Lambertian shading, no shadows: view-independent, so a vertex and a pixel of one point get the same colour.
 
@@ -283,9 +314,7 @@ def lambert(albedo: np.ndarray, normals: np.ndarray, points: np.ndarray, light: 
         (N, 3) uint8 RGB.
     """
     to_light = np.asarray(light.position, dtype=np.float32) - points.astype(np.float32)
-    dist2 = np.einsum("ij,ij->i", to_light, to_light)
-    cos = np.einsum("ij,ij->i", normals.astype(np.float32), to_light) / np.sqrt(np.maximum(dist2, 1e-12))
-    shade = (light.ambient * (0.9 + 0.1 * normals[:, 2]) +
-             light.diffuse * np.maximum(cos, 0.0) / (1.0 + light.falloff * dist2))
-    rgb = albedo * shade[:, None].astype(np.float32)
-    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    normals = normals.astype(np.float32)
+    shade = light_intensity(np.einsum("ij,ij->i", normals, to_light), np.einsum("ij,ij->i", to_light, to_light),
+                            normals[:, 2], light)
+    return to_rgb8(albedo, shade)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from concerto3d.synth.boxes import FACE_AXIS, FACE_NORMALS_LOCAL
-from concerto3d.synth.materials import evaluate_albedo, lambert, surface_coords
+from concerto3d.synth.materials import evaluate_albedo, light_intensity, texture_axes, to_rgb8
 from concerto3d.synth.mesh import face_grid, material_table
 from concerto3d.synth.scene import Scene
 
@@ -124,7 +124,10 @@ class DepthNoise:
 
 
 class Renderer:
-    """Casts rays into one scene; holds Open3D's ray-casting scene and the part tables.
+    """Casts rays into one scene; holds Open3D's ray-casting scene and per-face tables.
+
+    Every visible box face is one quad (two triangles) for the ray caster and one row in the face tables: its part,
+    object, outward normal, plane offset, and the affine maps from a world point to its texture coordinates.
 
     Args:
         scene: the scene to render.
@@ -136,33 +139,65 @@ class Renderer:
         except ImportError as err:  # pragma: no cover - open3d is a dependency
             raise ImportError("rendering needs open3d: pip install open3d-cpu (Linux x86-64) or open3d") from err
         self.scene = scene
-        parts = [p for _, p in scene.parts()]
         self.table = material_table(scene)
-        self.part_center = np.array([p.box.center for p in parts], dtype=np.float32)
-        yaw = np.array([p.box.yaw for p in parts])
-        self.part_cos, self.part_sin = np.cos(yaw).astype(np.float32), np.sin(yaw).astype(np.float32)
-        self.part_object = np.array([i for i, _ in scene.parts()], dtype=np.int32)
-        verts, tris, tri_part, tri_axis, tri_normal = [], [], [], [], []
-        offset = 0
-        for k, part in enumerate(parts):
-            rot = part.box.rotation
+        verts, tris, face_part, face_object, face_normal, face_offset, face_tex = [], [], [], [], [], [], []
+        for k, (obj_index, part) in enumerate(scene.parts()):
+            box = part.box
+            rot = box.rotation
             for face in range(6):
                 if not part.visible[face]:
                     continue
-                local, tri = face_grid(part.box.size, face, step=1e9)  # one quad = two triangles
-                verts.append(local @ rot.T + part.box.center)
-                tris.append(tri + offset)
-                offset += len(local)
-                tri_part += [k] * len(tri)
-                tri_axis += [FACE_AXIS[face]] * len(tri)
-                tri_normal += [rot @ FACE_NORMALS_LOCAL[face]] * len(tri)
-        self.tri_part = np.array(tri_part, dtype=np.int64)
-        self.tri_axis = np.array(tri_axis, dtype=np.int64)
-        self.tri_normal = np.array(tri_normal, dtype=np.float32)
+                local, tri = face_grid(box.size, face, step=1e9)  # one quad = two triangles
+                world = local @ rot.T + box.center
+                tris.append(tri + 4 * len(face_part))
+                verts.append(world)
+                normal = rot @ FACE_NORMALS_LOCAL[face]
+                along, across = texture_axes(FACE_AXIS[face], part.grain_axis)
+                # local coordinate i of a world point X is rot[:, i] . (X - centre): affine in X
+                tex = [*rot[:, along], -rot[:, along] @ box.center, *rot[:, across], -rot[:, across] @ box.center]
+                face_part.append(k)
+                face_object.append(obj_index)
+                face_normal.append(normal)
+                face_offset.append(normal @ world[0])
+                face_tex.append(tex)
+        self.face_part = np.array(face_part, dtype=np.int64)
+        self.face_object = np.array(face_object, dtype=np.int32)
+        self.face_normal = np.array(face_normal, dtype=np.float32)
+        self.face_offset = np.array(face_offset, dtype=np.float32)
+        self.face_tex = np.array(face_tex, dtype=np.float32)  # (F, 8): along = [:3] . X + [3], across likewise
         self._rc = o3d.t.geometry.RaycastingScene()
         self._rc.add_triangles(o3d.core.Tensor(np.concatenate(verts).astype(np.float32)),
                                o3d.core.Tensor(np.concatenate(tris).astype(np.uint32)))
         self._o3d = o3d
+
+    @staticmethod
+    def _image_coords(K: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised image coordinates of the pixel centres: u (W,) = (column - cx) / fx, v (H,) = (row - cy) / fy."""
+        w, h = size
+        u = (np.arange(w, dtype=np.float32) - np.float32(K[0, 2])) / np.float32(K[0, 0])
+        v = (np.arange(h, dtype=np.float32) - np.float32(K[1, 2])) / np.float32(K[1, 1])
+        return u, v
+
+    @staticmethod
+    def _directions(camera_to_world: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """World ray directions R (u, v, 1) for image coordinates u (W,), v (H,): (H, W, 3) float32."""
+        rot = camera_to_world[:3, :3].astype(np.float32)
+        dirs = np.empty((len(v), len(u), 3), dtype=np.float32)  # a sum of broadcast rows, built in place
+        dirs[:] = rot[:, 2]
+        dirs += rot[:, 0] * u[None, :, None]
+        dirs += rot[:, 1] * v[:, None, None]
+        return dirs
+
+    def _cast_rays(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rays from one origin: (z (n,) float32, inf on a miss; face (n,) int64, -1 on a miss)."""
+        rays = np.empty((len(dirs), 6), dtype=np.float32)
+        rays[:, :3] = origin
+        rays[:, 3:] = dirs
+        hit = self._rc.cast_rays(self._o3d.core.Tensor(rays))
+        z = hit["t_hit"].numpy()
+        face = hit["primitive_ids"].numpy().astype(np.int64) // 2
+        face[~np.isfinite(z)] = -1
+        return z, face
 
     def cast(self, camera_to_world: np.ndarray, K: np.ndarray, size: tuple[int, int]):
         """Cast one ray per pixel centre.
@@ -171,24 +206,69 @@ class Renderer:
             camera_to_world: (4, 4) pose; K: (3, 3) intrinsics; size: (width, height).
         Returns:
             z: (H, W) float32 depth along the optical axis, inf where nothing was hit;
-            tri: (H, W) int64 triangle index, -1 where nothing was hit;
+            face: (H, W) int64 face index (row of the face tables), -1 where nothing was hit;
             dirs: (H*W, 3) float32 ray directions in world (camera-z component 1).
         """
         w, h = size
-        u = (np.arange(w, dtype=np.float32) - K[0, 2]) / K[0, 0]
-        v = (np.arange(h, dtype=np.float32) - K[1, 2]) / K[1, 1]
+        dirs = self._directions(camera_to_world, *self._image_coords(K, size)).reshape(-1, 3)
+        z, face = self._cast_rays(camera_to_world[:3, 3], dirs)
+        return z.reshape(h, w), face.reshape(h, w), dirs
+
+    def cast_sparse(self, camera_to_world: np.ndarray, K: np.ndarray, size: tuple[int, int]):
+        """Same (z, face) as :meth:`cast` for about a third of the rays.
+
+        Rays go through every other pixel of every other row. Where the four samples around a pixel hit the same
+        face, the pixel's ray hits it too (a face is convex), and the hit is found by intersecting the ray with that
+        face's plane; the other pixels (near face borders) get their own ray. Only a feature thinner than two pixels
+        that no sample touches can be missed.
+        """
+        w, h = size
+        u, v = self._image_coords(K, size)
+        origin = camera_to_world[:3, 3].astype(np.float32)
         rot = camera_to_world[:3, :3].astype(np.float32)
-        rays = np.empty((h, w, 6), dtype=np.float32)
-        rays[..., :3] = camera_to_world[:3, 3]
-        dirs = rays[..., 3:]  # dir = R @ (u, v, 1), built in place as a sum of broadcast rows
-        dirs[:] = rot[:, 2]
-        dirs += rot[:, 0] * u[None, :, None]
-        dirs += rot[:, 1] * v[:, None, None]
-        hit = self._rc.cast_rays(self._o3d.core.Tensor(rays))
-        z = hit["t_hit"].numpy()
-        ids = hit["primitive_ids"].numpy().astype(np.int64)
-        ids[~np.isfinite(z)] = -1
-        return z, ids, dirs.reshape(-1, 3)
+        zs, fs = self._cast_rays(origin, self._directions(camera_to_world, u[::2], v[::2]).reshape(-1, 3))
+        hs, ws = (h + 1) // 2, (w + 1) // 2
+        zs, fs = zs.reshape(hs, ws), fs.reshape(hs, ws)
+        # a cell = the square between four neighbouring samples; a pixel belongs to the cell at (v // 2, u // 2)
+        cell = np.full((hs, ws), -1, dtype=np.int64)
+        same = (fs[:-1, :-1] == fs[1:, :-1]) & (fs[:-1, :-1] == fs[:-1, 1:]) & (fs[:-1, :-1] == fs[1:, 1:])
+        cell[:-1, :-1] = np.where(same, fs[:-1, :-1], -1)
+        face = np.repeat(np.repeat(cell, 2, axis=0), 2, axis=1)[:h, :w]
+        # ray o + z dir meets the plane n . X = offset at z = (offset - n . o) / (n . dir), n . dir = m . (u, v, 1)
+        fz = np.maximum(face, 0)
+        m = (self.face_normal @ rot).T
+        with np.errstate(divide="ignore", invalid="ignore"):  # misses and rays parallel to a face: cast below
+            z = (self.face_offset - self.face_normal @ origin)[fz] / (m[0][fz] * u + m[1][fz] * v[:, None] + m[2][fz])
+        face[::2, ::2], z[::2, ::2] = fs, zs  # the samples themselves
+        rest = np.nonzero(face < 0)  # near face borders (and misses): one ray each
+        dirs = rot[:, 2] + rot[:, 0] * u[rest[1], None] + rot[:, 1] * v[rest[0], None]
+        z[rest], face[rest] = self._cast_rays(origin, dirs)
+        return z, face
+
+    def _frame_coefficients(self, camera_to_world: np.ndarray) -> np.ndarray:
+        """Per-face numbers that make shading a pixel scalar arithmetic on (u, v, z).
+
+        A pixel's ray is dir = R (u, v, 1), its point X = o + z dir. Every quantity the shading needs is affine in
+        (u, v, 1) once z is factored out, with coefficients fixed per face and frame:
+
+            n . dir                 = c0 u + c1 v + c2              (c0..2 = R^T n)
+            along  = t_a . X + t_a' = c3 + z (c4 u + c5 v + c6)     (c3 = t_a . o + t_a', c4..6 = R^T t_a)
+            across                  = c7 + z (c8 u + c9 v + c10)
+            n . (light - X)         = c11 - z (n . dir)             (c11 = n . (light - o))
+            normal z                = c12
+
+        Returns:
+            (F, 13) float32.
+        """
+        rot = camera_to_world[:3, :3]
+        origin = camera_to_world[:3, 3]
+        n = self.face_normal.astype(np.float64)
+        ta, tc = self.face_tex[:, :3].astype(np.float64), self.face_tex[:, 4:7].astype(np.float64)
+        to_light = np.asarray(self.scene.light.position) - origin
+        return np.concatenate([
+            n @ rot, (ta @ origin + self.face_tex[:, 3])[:, None], ta @ rot,
+            (tc @ origin + self.face_tex[:, 7])[:, None], tc @ rot, (n @ to_light)[:, None], n[:, 2:3],
+        ], axis=1).astype(np.float32)
 
     def render_color(self, camera_to_world: np.ndarray, K: np.ndarray, size: tuple[int, int],
                      return_objects: bool = False):
@@ -201,55 +281,59 @@ class Renderer:
             (H, W, 3) uint8 RGB [, (H, W) int32 object index].
         """
         w, h = size
-        z, tri, dirs = self.cast(camera_to_world, K, size)
-        z, tri = z.reshape(-1), tri.reshape(-1)
-        image = np.empty((h * w, 3), dtype=np.uint8)
-        origin = camera_to_world[:3, 3].astype(np.float32)
-        metres_per_pixel = np.float32(1.0 / K[0, 0])
+        z, face = self.cast_sparse(camera_to_world, K, size)
+        u, v = self._image_coords(K, size)
+        coef = np.ascontiguousarray(self._frame_coefficients(camera_to_world).T)
+        to_light = np.asarray(self.scene.light.position) - camera_to_world[:3, 3]
+        light_dir = (to_light @ camera_to_world[:3, :3]).astype(np.float32)  # (light - o) . dir = g0 u + g1 v + g2
+        frame = (coef, light_dir, np.float32(to_light @ to_light), np.float32(1.0 / K[0, 0]))
+        image = np.empty((h, w, 3), dtype=np.uint8)
+
+        def shade_rows(r: slice) -> None:
+            n = r.stop - r.start
+            self._shade(image[r].reshape(-1, 3), z[r].reshape(-1), face[r].reshape(-1), np.tile(u, n),
+                        np.repeat(v[r], w), *frame)
+
         # Shade in blocks of rows, two at a time: numpy releases the GIL, and small blocks stay in the cache.
-        block = CHUNK_ROWS * w
-        chunks = [slice(k, min(k + block, h * w)) for k in range(0, h * w, block)]
         with ThreadPoolExecutor(max_workers=SHADING_THREADS) as pool:
-            list(pool.map(lambda sl: self._shade(image[sl], z[sl], tri[sl], dirs[sl], origin, metres_per_pixel),
-                          chunks))
-        image = image.reshape(h, w, 3)
+            list(pool.map(shade_rows, [slice(k, min(k + CHUNK_ROWS, h)) for k in range(0, h, CHUNK_ROWS)]))
         if not return_objects:
             return image
-        objects = np.where(tri >= 0, self.part_object[self.tri_part[np.maximum(tri, 0)]], -1).astype(np.int32)
-        return image, objects.reshape(h, w)
+        return image, np.where(face >= 0, self.face_object[np.maximum(face, 0)], -1).astype(np.int32)
 
-    def _shade(self, out: np.ndarray, z: np.ndarray, tri: np.ndarray, dirs: np.ndarray, origin: np.ndarray,
-               metres_per_pixel: np.float32) -> None:
-        """Colour a block of pixels into ``out`` (n, 3) uint8 from their hits (z (n,), tri (n,), dirs (n, 3))."""
+    def _shade(self, out: np.ndarray, z: np.ndarray, face: np.ndarray, u: np.ndarray, v: np.ndarray,
+               coef: np.ndarray, light_dir: np.ndarray, light_dist2: np.float32, metres_per_pixel: np.float32):
+        """Colour a block of pixels into ``out`` (n, 3) uint8.
+
+        Args:
+            z, face, u, v: (n,) depth, face index, normalised image coordinates of the pixels.
+            coef: (13, F), the transpose of :meth:`_frame_coefficients`; light_dir: (3,) R^T (light - o);
+            light_dist2: |light - o|^2; metres_per_pixel: 1 / fx.
+        """
         out[:] = MISS_COLOR
-        ok = np.flatnonzero(tri >= 0)
-        everything = len(ok) == len(tri)  # the usual case in a closed room: skip the gathers
-        t = tri if everything else tri[ok]
-        zt = z if everything else z[ok]
-        part = self.tri_part[t]
-        points = (dirs if everything else dirs[ok]) * zt[:, None]
-        points += origin
-        local = points - self.part_center[part]
-        c, s = self.part_cos[part], self.part_sin[part]
-        x, y = local[:, 0].copy(), local[:, 1].copy()
-        local[:, 0] = c * x + s * y
-        local[:, 1] = c * y - s * x
-        along, across = surface_coords(local, self.tri_axis[t], self.table.grain_axis[part])
-        normal = self.tri_normal[t]
-        d = dirs if everything else dirs[ok]
+        ok = np.flatnonzero(face >= 0)
+        if len(ok) < len(face):  # never in a closed room; then skip the gathers
+            z, face, u, v = z[ok], face[ok], u[ok], v[ok]
+        c = coef[:, face]  # (13, n), one contiguous row per coefficient
+        n_dot_dir = c[0] * u + c[1] * v + c[2]
+        along = c[3] + z * (c[4] * u + c[5] * v + c[6])
+        across = c[7] + z * (c[8] * u + c[9] * v + c[10])
+        dir2 = u * u + v * v + 1.0  # |dir|^2 (R is a rotation)
         # a pixel covers z / fx metres across the ray, stretched by 1 / cos on a slanted surface (less moire)
-        cos = np.abs(np.einsum("ij,ij->i", normal, d)) / np.sqrt(np.einsum("ij,ij->i", d, d))
-        footprint = zt * metres_per_pixel / np.maximum(cos, np.float32(0.2))
-        albedo = evaluate_albedo(self.table, part, along, across, footprint)
-        rgb = lambert(albedo, normal, points, self.scene.light)
-        if everything:
+        cos_view = np.abs(n_dot_dir) / np.sqrt(dir2)
+        footprint = z * metres_per_pixel / np.maximum(cos_view, np.float32(0.2))
+        albedo = evaluate_albedo(self.table, self.face_part[face], along, across, footprint)
+        # |light - X|^2 with X = o + z dir
+        dist2 = light_dist2 - 2.0 * z * (light_dir[0] * u + light_dir[1] * v + light_dir[2]) + z * z * dir2
+        rgb = to_rgb8(albedo, light_intensity(c[11] - z * n_dot_dir, dist2, c[12], self.scene.light))
+        if len(ok) == len(out):
             out[:] = rgb
         else:
             out[ok] = rgb
 
     def render_depth(self, camera_to_world: np.ndarray, K: np.ndarray, size: tuple[int, int],
                      rng: np.random.Generator | None, noise: DepthNoise = DepthNoise()) -> np.ndarray:
-        """A Kinect-like depth image.
+        """A Kinect-like depth image (every pixel gets its own ray).
 
         Args:
             camera_to_world: (4, 4); K: (3, 3) for this size; size: (width, height).
@@ -258,10 +342,10 @@ class Renderer:
         Returns:
             (H, W) uint16 millimetres, 0 = missing.
         """
-        z, tri, dirs = self.cast(camera_to_world, K, size)
-        valid = (tri >= 0) & (z >= noise.min_range) & (z <= noise.max_range)
+        z, face, dirs = self.cast(camera_to_world, K, size)
+        valid = (face >= 0) & (z >= noise.min_range) & (z <= noise.max_range)
         if rng is not None:
-            normal = self.tri_normal[np.maximum(tri, 0)].reshape(-1, 3)
+            normal = self.face_normal[np.maximum(face, 0)].reshape(-1, 3)
             cos = np.abs(np.einsum("ij,ij->i", normal, dirs)) / np.linalg.norm(dirs, axis=1)
             valid &= cos.reshape(z.shape) >= noise.grazing_cos
             valid &= ~(_depth_edges(z, noise.edge_jump) & (rng.random(z.shape) < noise.edge_dropout))

@@ -139,3 +139,15 @@ def test_images_carry_texture_the_mesh_colours_lose(world):
     assert len(vertices) >= 4
     assert pixels.std(axis=0).mean() > 8 and vertices.std(axis=0).mean() < 2
     assert np.abs(pixels.mean(axis=0) - vertices.mean(axis=0)).max() < 12
+
+
+def test_sparse_cast_matches_one_ray_per_pixel(world):
+    _, _, renderer, poses = world
+    size = (331, 247)  # odd sizes: the last row and column have no sample cell
+    K = scannet_intrinsics(size, "color")
+    for pose in poses:
+        z, face, dirs = renderer.cast(pose, K, size)
+        zs, fs = renderer.cast_sparse(pose, K, size)
+        assert np.mean(face == fs) > 0.998
+        same = face == fs
+        assert np.allclose(zs[same], z[same], rtol=1e-4, atol=1e-4)
