@@ -23,6 +23,17 @@ def test_fast_fps_matches_reference_on_random_batches(impl, seed):
     assert torch.equal(got, expected)
 
 
+def test_fps_on_flat_and_large_clouds_starts_at_the_first_point_and_matches_reference():
+    # A floor (zero extent in z) and a cloud big enough for a deeper fpsample tree (h = 5).
+    g = torch.Generator().manual_seed(5)
+    floor = torch.cat([torch.rand(900, 2, generator=g), torch.zeros(900, 1)], dim=1)
+    big = torch.rand(5000, 3, generator=g)
+    for pos, ratio in [(floor, 0.3), (big, 0.05)]:
+        got = fps(pos, None, ratio)
+        assert got[0] == 0
+        assert torch.equal(got, fps_reference(pos, None, ratio))
+
+
 def test_reference_selects_farthest_points_in_order_and_starts_at_first_point():
     # On a line the farthest point from 0 is the end, then the middle.
     pos = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [4, 0, 0], [10, 0, 0]])
