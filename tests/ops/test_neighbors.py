@@ -31,6 +31,17 @@ def test_knn_interpolate_matches_brute_force_and_passes_gradients():
     assert x.grad[:15].abs().sum() > 0 and x.grad[15:].abs().sum() > 0
 
 
+def test_knn_interpolate_with_fewer_than_k_source_points_in_a_cloud():
+    g = torch.Generator().manual_seed(3)
+    pos_x, pos_y = torch.rand(12, 3, generator=g), torch.rand(9, 3, generator=g)
+    batch_x = torch.tensor([0, 0] + [1] * 10)  # cloud 0 has 2 source points, k = 3
+    batch_y = torch.tensor([0] * 4 + [1] * 5)
+    x = torch.randn(12, 4, generator=g)
+    got = knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, k=3)
+    expected = _brute_knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, 3)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_knn_interpolate_at_a_source_point_returns_its_feature():
     pos_x = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
     x = torch.tensor([[1.0], [2.0], [3.0]])
