@@ -114,3 +114,56 @@ def test_bad_arguments_exit_2(scene, tmp_path, stand_in, capsys, extra, message)
 def test_nothing_to_do_and_missing_scene(scene, tmp_path, stand_in, capsys):
     assert main(["visualize", str(scene), "--model", "RUN"]) == 2
     assert main(["visualize", str(tmp_path / "missing"), "--model", "RUN", "--out", "x.png"]) == 2
+
+
+def test_interactive_viewer_switches_colourings_and_picks_a_query(monkeypatch):
+    """Open3D's windows replaced by fakes that press keys: 2 (labels), P (pick), then shift-click point 7."""
+    import open3d as o3d
+
+    from concerto3d.visualization.command import interactive_view
+    from concerto3d.visualization.pca import similarity_colors
+
+    shown = []  # the colours on screen when each key window closes
+    presses = [["2", "P"], []]
+
+    class FakeKeyWindow:
+        def create_window(self, *args):
+            self.callbacks = {}
+            return True
+
+        def register_key_callback(self, key, callback):
+            self.callbacks[key] = callback
+
+        def add_geometry(self, cloud):
+            self.cloud = cloud
+
+        def update_geometry(self, cloud):
+            pass
+
+        def close(self):
+            pass
+
+        def run(self):
+            for key in presses.pop(0):
+                self.callbacks[ord(key)](self)
+            shown.append(np.asarray(self.cloud.colors).copy())
+
+        def destroy_window(self):
+            pass
+
+    class FakeEditor(FakeKeyWindow):
+        def run(self):
+            pass
+
+        def get_picked_points(self):
+            return [7]
+
+    monkeypatch.setattr(o3d.visualization, "VisualizerWithKeyCallback", FakeKeyWindow)
+    monkeypatch.setattr(o3d.visualization, "VisualizerWithEditing", FakeEditor)
+    rng = np.random.default_rng(0)
+    coord, feats = rng.normal(size=(20, 3)), rng.normal(size=(20, 5))
+    colorings = {name: rng.uniform(size=(20, 3)).astype(np.float32) for name in ("input", "labels", "pca")}
+    colorings["similarity"] = similarity_colors(feats, 0)
+    assert interactive_view(coord, np.zeros((20, 3)), feats, colorings, 0)
+    np.testing.assert_allclose(shown[0], colorings["labels"], atol=1e-6)  # key 2
+    np.testing.assert_allclose(shown[1], similarity_colors(feats, 7), atol=1e-6)  # after picking point 7
