@@ -3,8 +3,9 @@
 A material is a base colour (albedo, RGB in 0..1) plus a pattern that modulates it. Each pattern has a *fine*
 component whose period is below 2 cm (wood grain, fabric weave, halftone print, insect screen, brushed metal) and
 which averages to zero, and optionally a *coarse* one (tile or plank brightness, a slow paint wash). The fine periods
-(mostly 8-16 mm) sit just under the 2 cm voxel, so that images resized for an image encoder (about 7 mm per pixel
-at 2 m in a 320x240 frame) still resolve them. Every evaluation
+(8-19 mm; 12-19 mm for the classes told apart by texture) sit just under the 2 cm voxel, so that images resized
+for an image encoder still resolve them up close (a 320x240 frame has about 7 mm per pixel at 2 m, so it resolves a
+15 mm pattern within about 2 m; 640x480 within about 4 m). Every evaluation
 takes a ``footprint`` in metres, the size of the surface patch one sample stands for, and fades each component whose
 period is not at least twice that footprint (the Nyquist limit):
 
@@ -29,10 +30,10 @@ MESH_COLOR_FOOTPRINT = 0.02  # metres: what one mesh vertex colour stands for
 
 class Pattern(IntEnum):
     PAINT = 0      # smooth paint with a slow wash; no fine component
-    WOOD = 1       # grain stripes along the part's grain axis, period 9-15 mm
-    WEAVE = 2      # fabric: checker of over/under threads, period 8-12 mm
-    HALFTONE = 3   # printed picture: 45-degree dot screen, colour-shifted per channel, period 10-16 mm
-    SCREEN = 4     # window: thin dark grid lines of an insect screen, period 10-16 mm
+    WOOD = 1       # grain stripes along the part's grain axis, period 9-15 mm (doors: 12-19 mm)
+    WEAVE = 2      # fabric: checker of over/under threads, period 8-12 mm (curtains: 12-19 mm)
+    HALFTONE = 3   # printed picture: 45-degree dot screen, colour-shifted per channel, period 12-19 mm
+    SCREEN = 4     # window: thin dark grid lines of an insect screen, period 12-19 mm
     TILES = 5      # floor tiles: per-tile brightness (coarse) + fine speckle
     PLANKS = 6     # floor planks: per-plank brightness (coarse) + wood grain
     BRUSHED = 7    # appliance metal: fine brushed lines, period 4-8 mm, low contrast
@@ -80,10 +81,10 @@ CEILING_COLOR = (0.93, 0.93, 0.92)
 # kind -> (pattern, palette, (period lo, hi), (contrast lo, hi))
 _KINDS: dict[str, tuple[Pattern, np.ndarray, tuple[float, float], tuple[float, float]]] = {
     "wall": (Pattern.PAINT, PANEL_PALETTE, (0.01, 0.01), (0.0, 0.0)),
-    "door": (Pattern.WOOD, PANEL_PALETTE, (0.009, 0.015), (0.18, 0.28)),
-    "picture": (Pattern.HALFTONE, PANEL_PALETTE, (0.010, 0.016), (0.30, 0.45)),
-    "window": (Pattern.SCREEN, PANEL_PALETTE, (0.010, 0.016), (0.25, 0.35)),
-    "curtain": (Pattern.WEAVE, PANEL_PALETTE, (0.008, 0.012), (0.20, 0.30)),
+    "door": (Pattern.WOOD, PANEL_PALETTE, (0.012, 0.019), (0.22, 0.32)),
+    "picture": (Pattern.HALFTONE, PANEL_PALETTE, (0.012, 0.019), (0.35, 0.50)),
+    "window": (Pattern.SCREEN, PANEL_PALETTE, (0.012, 0.019), (0.30, 0.40)),
+    "curtain": (Pattern.WEAVE, PANEL_PALETTE, (0.012, 0.019), (0.25, 0.35)),
     "wood": (Pattern.WOOD, WOOD_PALETTE, (0.009, 0.015), (0.15, 0.28)),
     "fabric": (Pattern.WEAVE, FABRIC_PALETTE, (0.008, 0.012), (0.15, 0.28)),
     "appliance": (Pattern.BRUSHED, APPLIANCE_PALETTE, (0.004, 0.008), (0.05, 0.10)),

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -123,17 +123,28 @@ def generate_scene(scans: str | os.PathLike, index: int, seed: int, num_frames: 
     write_matrix(tmp / "intrinsic" / "extrinsic_depth.txt", np.eye(4))
     header = dict(intrinsic_color=K4c, intrinsic_depth=K4d, color_width=color_size[0], color_height=color_size[1],
                   depth_width=depth_size[0], depth_height=depth_size[1], sensor_name="concerto3d-synth")
+    def write_frame(i: int, pose: np.ndarray, color: np.ndarray, depth: np.ndarray) -> None:
+        sens.add_frame(pose, color, depth)
+        write_color_jpeg(tmp / "color" / f"{i}.jpg", color, JPEG_QUALITY)
+        write_depth_png(tmp / "depth" / f"{i}.png", depth)
+        write_matrix(tmp / "pose" / f"{i}.txt", pose)
+
     render_seconds = 0.0
-    with SensWriter(tmp / f"{name}.sens", header, jpeg_quality=JPEG_QUALITY) as sens:
+    # One writer thread encodes frame i (JPEG, PNG, zlib release the GIL) while frame i + 1 renders; frames are
+    # written in order, and at most one waits, so memory stays at two frames.
+    with SensWriter(tmp / f"{name}.sens", header, jpeg_quality=JPEG_QUALITY) as sens, \
+            ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
         for i, pose in enumerate(poses):
             t0 = time.perf_counter()
             color = renderer.render_color(pose, Kc, color_size)
             depth = renderer.render_depth(pose, Kd, depth_size, np.random.default_rng([seed, index, 1, i]))
             render_seconds += time.perf_counter() - t0
-            sens.add_frame(pose, color, depth)
-            write_color_jpeg(tmp / "color" / f"{i}.jpg", color, JPEG_QUALITY)
-            write_depth_png(tmp / "depth" / f"{i}.png", depth)
-            write_matrix(tmp / "pose" / f"{i}.txt", pose)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write_frame, i, pose, color, depth)
+        if pending is not None:
+            pending.result()
     _write_annotations(tmp, name, scene, mesh)
     (tmp / f"{name}.txt").write_text(_scene_meta(name, scene, color_size, depth_size, Kc, Kd, len(poses)),
                                      encoding="utf-8")
