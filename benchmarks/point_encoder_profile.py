@@ -13,6 +13,7 @@ corner, two walls, a table) of about 2 x 2 x 2.5 m, which sets how many neighbou
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -67,14 +68,18 @@ def main(argv: list[str] | None = None) -> None:
           f"{torch.get_num_threads()} threads")
     step(model, coord, feat, batch)  # warm-up
 
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.repeats):
         model.zero_grad(set_to_none=True)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step(model, coord, feat, batch)
         times.append(time.perf_counter() - start)
-    print(f"forward + backward: {np.median(times):.3f} s median of {args.repeats} "
-          f"({coord.size(0) / np.median(times):,.0f} points/s)")
+        cpu_times.append(time.process_time() - cpu_start)
+    # On a shared machine the wall time depends on the load; the process CPU time much less (with --threads 1
+    # it is close to the single-core wall time of an idle machine).
+    print(f"forward + backward: {np.median(times):.3f} s wall, {np.median(cpu_times):.3f} s CPU, median of "
+          f"{args.repeats} ({coord.size(0) / np.median(times):,.0f} points/s wall); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     model.zero_grad(set_to_none=True)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
