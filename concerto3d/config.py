@@ -66,6 +66,8 @@ class ObjectiveConfig:
     teacher_temperature: float = 0.04
     center_momentum: float = 0.9             # dino centring
     sinkhorn_iterations: int = 3
+    max_distill_points: int = 4096           # a random subset of at most this many matched points per step (the
+                                             # prototype heads cost most of a CPU step); 0 = all
 
     def __post_init__(self):
         for name in ("temperature", "student_temperature", "teacher_temperature"):
@@ -76,6 +78,8 @@ class ObjectiveConfig:
                 raise ValueError(f"objective.{name}: expected >= 0, got {getattr(self, name)}")
         if not 0 <= self.center_momentum <= 1:
             raise ValueError(f"objective.center_momentum: expected in [0, 1], got {self.center_momentum}")
+        if self.max_distill_points < 0:
+            raise ValueError(f"objective.max_distill_points: expected >= 0, got {self.max_distill_points}")
         if min(self.proj_dim, self.hidden_dim, self.num_prototypes, self.max_negatives) < 2:
             raise ValueError("objective: expected proj_dim, hidden_dim, num_prototypes and max_negatives >= 2")
 

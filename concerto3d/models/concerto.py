@@ -168,6 +168,7 @@ class ConcertoModel(nn.Module):
 
         # 3D self-distillation on points matched through the crop index
         s_rows, t_rows = match_views(view_s.index, view_t.index, num_crop_points)
+        s_rows, t_rows = self._subsample(s_rows, t_rows)
         out = {"loss_distill": self._distill(student.point_feat[s_rows], teacher.point_feat[t_rows], state,
                                              "point") * obj.distillation_weight}
         if self.kind == "joint":
@@ -184,10 +185,20 @@ class ConcertoModel(nn.Module):
             teacher = self.teacher["image_encoder"](batch.images_teacher).patch_grid
         s = student.reshape(-1, student.size(-1))
         t = teacher.reshape(-1, teacher.size(-1))  # same patch order: photometric augmentation only
-        out = {"loss_distill": self._distill(s, t, state, "image") * self.objective.distillation_weight}
+        rows = torch.arange(s.size(0), device=s.device)
+        rows, _ = self._subsample(rows, rows)
+        out = {"loss_distill": self._distill(s[rows], t[rows], state, "image") * self.objective.distillation_weight}
         out["loss"] = out["loss_distill"]
-        out.update(self._stats(s, s.size(0), s.size(0)))
+        out.update(self._stats(s, rows.numel(), s.size(0)))
         return out
+
+    def _subsample(self, s_rows: Tensor, t_rows: Tensor) -> tuple[Tensor, Tensor]:
+        """A random subset of at most ``objective.max_distill_points`` matched pairs (all when 0 or fewer)."""
+        limit = self.objective.max_distill_points
+        if limit <= 0 or s_rows.numel() <= limit:
+            return s_rows, t_rows
+        keep = torch.randperm(s_rows.numel(), device=s_rows.device)[:limit].sort().values
+        return s_rows[keep], t_rows[keep]
 
     def _distill(self, student_feat: Tensor, teacher_feat: Tensor, state: StepState, which: str) -> Tensor:
         """Distillation loss between matched (P, C) student and teacher encoder features (0 when P = 0)."""
