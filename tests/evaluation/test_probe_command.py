@@ -83,6 +83,12 @@ def test_run_probe_separates_the_quadrants_and_is_deterministic(dataset):
     assert again["miou"] == summary["miou"] and again["confusion"] == summary["confusion"]
 
 
+def test_train_points_per_scene_caps_the_cached_training_set(dataset):
+    summary, _ = run_probe(StandInModel(), dataset, epochs=50, lr=0.05, train_points_per_scene=100)
+    assert summary["labelled_points"]["train"] == 200  # 100 labelled points from each of the 2 train scenes
+    assert summary["miou"] > 0.9
+
+
 def test_cli_probe_writes_json_and_prints_a_table(dataset, tmp_path, monkeypatch, capsys):
     fake = types.ModuleType("concerto3d.models.pretrained")
     fake.load_model = lambda run, device="cpu": StandInModel()
