@@ -209,7 +209,8 @@ def _modulation(pattern: Pattern, a, c, p, k, ph, coarse, fp) -> np.ndarray:
     two_pi = np.float32(2 * np.pi)
     fine = k * _fade(p, fp)  # amplitude left of the fine component
     if pattern == Pattern.PAINT:
-        return 0.035 * np.sin(two_pi * a / 0.83 + ph) * np.sin(two_pi * c / 0.61 + 1.7 * ph) * _fade(np.float32(0.61), fp)
+        wash = np.sin(two_pi * a / 0.83 + ph) * np.sin(two_pi * c / 0.61 + 1.7 * ph)
+        return 0.035 * wash * _fade(np.float32(0.61), fp)
     if pattern == Pattern.WOOD:
         warp = 0.004 * np.sin(two_pi * a / 0.21 + ph) + 0.0015 * np.sin(two_pi * a / 0.057 + 2 * ph)
         return fine * np.sin(two_pi * (c + warp) / p + ph)

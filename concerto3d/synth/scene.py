@@ -111,7 +111,8 @@ def _slab(x: float, y: float, z0: float, sx: float, sy: float, sz: float) -> Ori
 def build_table(rng: np.random.Generator, wood: Material) -> list[Group]:
     """Four legs under a top, 0.70-0.77 m high, free-standing."""
     w, d = rng.uniform(0.9, 1.8), rng.uniform(0.7, 1.0)
-    h, t, leg, inset = rng.uniform(0.70, 0.77), rng.uniform(0.03, 0.05), rng.uniform(0.045, 0.07), rng.uniform(0.03, 0.08)
+    h, t = rng.uniform(0.70, 0.77), rng.uniform(0.03, 0.05)
+    leg, inset = rng.uniform(0.045, 0.07), rng.uniform(0.03, 0.08)
     parts = [(_slab(0, 0, h - t, w, d, t), wood, 0)]
     for sx in (-1, 1):
         for sy in (-1, 1):

@@ -98,21 +98,39 @@ def generate_scene(scans: str | os.PathLike, index: int, seed: int, num_frames: 
     Returns:
         a summary: name, vertices, faces, frames, categories present, seconds.
     """
-    from concerto3d.io import SensWriter, write_color_jpeg, write_depth_png, write_matrix
-
     start = time.perf_counter()
     name = scene_name(index)
     rng = np.random.default_rng([seed, index])
     scene = sample_scene(rng)
     mesh = build_mesh(scene)
     renderer = Renderer(scene)
-    Kc, Kd = scannet_intrinsics(color_size, "color"), scannet_intrinsics(depth_size, "depth")
     poses = camera_path(scene, num_frames, rng)
 
     scans = Path(scans)
     tmp = scans / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    try:
+        render_seconds = _write_scene(tmp, name, scene, mesh, renderer, poses, seed, index, color_size, depth_size)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written scene for a reader to find
+        raise
+    final = scans / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return {"name": name, "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
+            "frames": int(len(poses)), "categories": sorted({o.category for o in scene.objects}),
+            "dropped": list(scene.dropped), "render_seconds": render_seconds,
+            "seconds": time.perf_counter() - start}
+
+
+def _write_scene(tmp: Path, name: str, scene: Scene, mesh: DenseMesh, renderer: Renderer, poses: np.ndarray,
+                 seed: int, index: int, color_size: tuple[int, int], depth_size: tuple[int, int]) -> float:
+    """Render the frames and write every file of one scene into ``tmp``; returns the seconds spent rendering."""
+    from concerto3d.io import SensWriter, write_color_jpeg, write_depth_png, write_matrix
+
+    Kc, Kd = scannet_intrinsics(color_size, "color"), scannet_intrinsics(depth_size, "depth")
     for sub in ("color", "depth", "pose", "intrinsic"):
         (tmp / sub).mkdir(parents=True)
     K4c, K4d = np.eye(4), np.eye(4)
@@ -123,6 +141,7 @@ def generate_scene(scans: str | os.PathLike, index: int, seed: int, num_frames: 
     write_matrix(tmp / "intrinsic" / "extrinsic_depth.txt", np.eye(4))
     header = dict(intrinsic_color=K4c, intrinsic_depth=K4d, color_width=color_size[0], color_height=color_size[1],
                   depth_width=depth_size[0], depth_height=depth_size[1], sensor_name="concerto3d-synth")
+
     def write_frame(i: int, pose: np.ndarray, color: np.ndarray, depth: np.ndarray) -> None:
         sens.add_frame(pose, color, depth)
         write_color_jpeg(tmp / "color" / f"{i}.jpg", color, JPEG_QUALITY)
@@ -148,14 +167,7 @@ def generate_scene(scans: str | os.PathLike, index: int, seed: int, num_frames: 
     _write_annotations(tmp, name, scene, mesh)
     (tmp / f"{name}.txt").write_text(_scene_meta(name, scene, color_size, depth_size, Kc, Kd, len(poses)),
                                      encoding="utf-8")
-    final = scans / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return {"name": name, "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
-            "frames": int(len(poses)), "categories": sorted({o.category for o in scene.objects}),
-            "dropped": list(scene.dropped), "render_seconds": render_seconds,
-            "seconds": time.perf_counter() - start}
+    return render_seconds
 
 
 def _generate_scene_star(args: tuple) -> dict:
