@@ -28,7 +28,7 @@ def test_linearly_separable_toy_problem_reaches_100_percent():
     x, y = quadrant_problem(400, seed=0)
     y_train = y.copy()
     y_train[::7] = -1  # unlabelled points are skipped, not treated as a class
-    probe = train_linear_probe(x, y_train, num_classes=4, epochs=200, lr=0.05, seed=0)
+    probe = train_linear_probe(x, y_train, num_classes=4, epochs=80, lr=0.2, seed=0)
     assert isinstance(probe, LinearProbe) and not probe.training
     xv, yv = quadrant_problem(300, seed=1)
     result = evaluate_probe(probe, xv, yv, num_classes=4)
