@@ -199,6 +199,12 @@ def run(args: argparse.Namespace) -> int:
         frame_out = base.with_name(f"{base.stem}_frame{args.frame:06d}.png")
         load_frame(scene_dir, args.frame)  # fail on a bad frame before the slow part
 
+    if frame_out is not None:  # needs no features
+        error = frame_overlay(scene_dir, scene.coord, args.frame, frame_out)
+        print(f"wrote {frame_out} (median reprojection offset {error:.2f} px)")
+    if not (args.out or args.ply or args.interactive):
+        return 0
+
     from concerto3d.evaluation.probe_command import resolve_device
     from concerto3d.models.pretrained import load_model
 
@@ -215,9 +221,6 @@ def run(args: argparse.Namespace) -> int:
     if args.ply:
         write_ply(Path(args.ply), scene.coord, pca, scene.normal)
         print(f"wrote {args.ply}")
-    if frame_out is not None:
-        error = frame_overlay(scene_dir, scene.coord, args.frame, frame_out)
-        print(f"wrote {frame_out} (median reprojection offset {error:.2f} px)")
     if args.interactive:
         colorings = {"input": scene.color.astype(np.float32) / 255.0, "labels": label_colors(scene.segment20),
                      "pca": pca, "similarity": similarity_colors(features, query)}

@@ -93,6 +93,15 @@ def test_frame_check_measures_alignment(scene, tmp_path):
     assert frame_overlay(scene, coord, 0, tmp_path / "b.png") > 4.0
 
 
+def test_frame_alone_needs_no_model(scene, tmp_path, monkeypatch, capsys):
+    fake = types.ModuleType("concerto3d.models.pretrained")
+    fake.load_model = None  # calling it would fail
+    monkeypatch.setitem(sys.modules, "concerto3d.models.pretrained", fake)
+    monkeypatch.chdir(tmp_path)
+    assert main(["visualize", str(scene), "--model", "RUN", "--frame", "0"]) == 0
+    assert (tmp_path / "scene0000_00_frame000000.png").is_file()
+
+
 def test_interactive_without_display_says_so_and_fails(scene, stand_in, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
