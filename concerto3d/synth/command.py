@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from concerto3d.errors import InputError
 
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
     if args.seed < 0:
         raise InputError(f"--seed must be non-negative, got {args.seed}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError("output must be a folder, found a file", args.out)
     summary = generate_dataset(args.out, args.scenes, args.frames, args.seed, color_size=args.color_size,
                                depth_size=args.depth_size, workers=args.workers)
     print(f"synth: {len(summary['scenes'])} scenes ({len(summary['train'])} train, {len(summary['val'])} val), "

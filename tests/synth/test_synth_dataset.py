@@ -82,6 +82,8 @@ def test_same_seed_same_bytes_whatever_workers(dataset, tmp_path):
         assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
         _, mismatch, errors = filecmp.cmpfiles(a, b, [str(f) for f in files], shallow=False)
         assert not mismatch and not errors
+    tables = ["scannetv2-labels.combined.tsv", "scannetv2_train.txt", "scannetv2_val.txt"]
+    assert filecmp.cmpfiles(out, again, tables, shallow=False)[0] == tables
     # ... and another seed gives other scenes
     other = sample_scene(np.random.default_rng([SEED + 1, 0]))
     assert sample_scene(np.random.default_rng([SEED, 0])).size != other.size
@@ -115,3 +117,6 @@ def test_command_line(tmp_path, capsys):
     assert (out / "scans/scene0000_00/color/0.jpg").is_file()
     assert main(["synth", str(tmp_path / "bad"), "--scenes", "0"]) == 2
     assert "--scenes" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["synth", str(tmp_path / "file")]) == 2
+    assert "found a file" in capsys.readouterr().err
