@@ -200,6 +200,8 @@ def feature_panel(coord, features, out_path: str | os.PathLike | None = None, co
     if not 0 <= query_index < n:
         raise ValueError(f"query index must lie in 0..{n - 1}, got {query_index}")
     camera = camera or fit_camera(coord, aspect=tile_size[0] / tile_size[1])
+    shown = np.ones(n, dtype=bool) if normal is None else facing_camera(coord, normal, camera)
+    shown[query_index] = True
 
     colorings, tiles = [], []
     if color is not None:
@@ -207,7 +209,7 @@ def feature_panel(coord, features, out_path: str | os.PathLike | None = None, co
         tiles.append(Tile(None, "input colours"))
     if segment20 is not None and (np.asarray(segment20) != IGNORE_INDEX).any():
         colorings.append(label_colors(segment20))
-        tiles.append(Tile(None, "ground truth", legend=label_legend(segment20)))
+        tiles.append(Tile(None, "ground truth", legend=label_legend(np.asarray(segment20)[shown])))
     colorings.append(pca_colors(features))
     tiles.append(Tile(None, "PCA of features"))
     cmap = "inferno"
@@ -215,8 +217,6 @@ def feature_panel(coord, features, out_path: str | os.PathLike | None = None, co
     marker, _ = project(coord[query_index:query_index + 1], camera, tile_size)
     tiles.append(Tile(None, f"similarity to point {query_index}", colorbar=(cmap, "least", "most similar"),
                       markers=marker))
-    shown = np.ones(n, dtype=bool) if normal is None else facing_camera(coord, normal, camera)
-    shown[query_index] = True
     images = render_views(coord[shown], [c[shown] for c in colorings], camera, tile_size, point_size)
     for tile, image in zip(tiles, images):
         tile.image = image
