@@ -127,3 +127,10 @@ def test_ema_pairs_move_the_teacher_towards_the_student():
 def test_bad_objective_settings_are_rejected():
     with pytest.raises(ValueError, match="freeze"):
         ConcertoModel(tiny_cfg("objective.kind=2d", "image_encoder.freeze=true"))
+
+
+def test_distillation_uses_at_most_max_distill_points_pairs():
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg("objective.kind=3d", "objective.max_distill_points=10"))
+    out = model(tiny_batch())
+    assert out["matched"] == 10 and out["points"] == 192 and torch.isfinite(out["loss"])

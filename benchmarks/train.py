@@ -1,0 +1,130 @@
+"""Training throughput in points/s for the default config (CPU, and CUDA when present).
+
+Two modes:
+
+* default: in-memory batches shaped like the default config's (``batch_size`` crops of ``data.max_points``
+  points, ``data.max_frames`` images of ``data.image_size`` each, correspondences), so the number measures the
+  model step alone: forward (student + teacher), losses, backward, AdamW, EMA;
+* ``--data DATA``: the real trainer on preprocessed scenes (data loading and augmentation included), for
+  ``--steps`` steps in a temporary run folder.
+
+    python benchmarks/train.py --steps 5                       # model step, every device present
+    python benchmarks/train.py --data data/demo/preprocessed   # whole trainer
+    python benchmarks/train.py optim.lr=1e-3 objective.kind=3d # any config override
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+
+def synthetic_batch(cfg, seed: int = 0):
+    """A TrainBatch shaped like the config's: random points in 2 m crops, images, ~1 correspondence per point."""
+    from concerto3d.data.collate import PointView, TrainBatch
+
+    rng = np.random.default_rng(seed)
+    b, n, f = cfg.batch_size, cfg.data.max_points, cfg.data.max_frames
+    h, w = cfg.data.image_size
+
+    def view():
+        keep = int(n * 0.8)
+        rows = [np.sort(rng.choice(n, keep, replace=False)) + i * n for i in range(b)]
+        coord = torch.tensor(rng.uniform(-1, 1, (b * keep, 3)), dtype=torch.float32)
+        feat = torch.cat([coord, torch.tensor(rng.uniform(-1, 1, (b * keep, 6)), dtype=torch.float32)], 1)
+        return PointView(coord, feat, torch.arange(b).repeat_interleave(keep), torch.tensor(np.concatenate(rows)))
+
+    corr = []
+    for image in range(b * f):
+        crop = image // f
+        pts = rng.choice(n, n // 2, replace=False) + crop * n
+        corr.append(np.column_stack([np.full(len(pts), image), rng.integers(0, w, len(pts)),
+                                     rng.integers(0, h, len(pts)), pts]))
+    return TrainBatch(
+        crop_offsets=torch.arange(b + 1) * n, view_student=view(), view_teacher=view(),
+        images=torch.randn(b * f, 3, h, w), images_teacher=torch.randn(b * f, 3, h, w),
+        image_crop=torch.arange(b).repeat_interleave(f), corr=torch.tensor(np.concatenate(corr), dtype=torch.long),
+        labels=torch.zeros(b * n, dtype=torch.long))
+
+
+def bench_model_step(cfg, device: torch.device, steps: int, warmup: int = 1) -> dict:
+    """Time forward + backward + AdamW + EMA on in-memory batches; returns points/s and seconds per step."""
+    from concerto3d.models.concerto import ConcertoModel, StepState
+    from concerto3d.training.ema import ema_update
+    from concerto3d.training.trainer import build_optimizer
+
+    torch.manual_seed(0)
+    model = ConcertoModel(cfg).to(device).train()
+    optimizer = build_optimizer(model, cfg.optim)
+    batch = synthetic_batch(cfg).to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.amp)
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tic = time.perf_counter()
+        with autocast:
+            out = model(batch, StepState(i, cfg.objective.teacher_temperature))
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        for teacher, student in model.ema_pairs():
+            ema_update(teacher, student, 0.996)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - tic)
+    points = batch.view_student.coord.size(0)
+    sec = statistics.median(times)
+    return {"device": str(device), "points_per_step": points, "s_per_step": round(sec, 4),
+            "points_per_s": round(points / sec, 1), "loss": float(out["loss"].detach())}
+
+
+def bench_trainer(cfg, data: str, steps: int) -> dict:
+    from concerto3d.config import apply_overrides
+    from concerto3d.training.logging import read_metrics
+    from concerto3d.training.trainer import train
+
+    cfg = apply_overrides(cfg, [f"steps={steps}", f"checkpoint_every={steps}"])
+    with tempfile.TemporaryDirectory() as run:
+        train(cfg, data, run)
+        rows = read_metrics(run)[1:] or read_metrics(run)  # the first step includes start-up costs
+    return {"device": cfg.device, "points_per_s": round(statistics.median(r["points_per_s"] for r in rows), 1),
+            "s_per_step": round(statistics.median(r["step_s"] for r in rows), 4)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="preprocessed scenes: run the whole trainer on them")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", choices=("all", "cpu", "cuda"), default="all")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args(argv)
+
+    from concerto3d.config import load_config
+
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    results = []
+    for dev in devices:
+        cfg = load_config(None, [*args.overrides, f"device={dev}"])
+        if args.data:
+            result = bench_trainer(cfg, args.data, args.steps)
+        else:
+            result = bench_model_step(cfg, torch.device(dev), args.steps)
+        result.update(threads=torch.get_num_threads(), objective=cfg.objective.kind, batch_size=cfg.batch_size,
+                      max_points=cfg.data.max_points)
+        results.append(result)
+        print(json.dumps(result))
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
