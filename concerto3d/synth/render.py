@@ -62,11 +62,13 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarra
 
 
 def camera_path(scene: Scene, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-    """A smooth walk around the room at eye height, looking across the room at the furniture.
+    """A smooth walk around the room at eye height, looking at the furniture across the room and at the near walls.
 
     The camera moves along an ellipse about a metre inside the walls (so it stays clear of the tall furniture,
-    which stands against the walls), at 1.3-1.7 m, and looks at a point that sweeps along the opposite side of the
-    room at 0.2-1.0 m height, so yaw and pitch vary smoothly.
+    which stands against the walls), at 1.3-1.7 m. Its target blends smoothly between a point sweeping along the
+    opposite side of the room at 0.2-1.0 m height (room-scale views of the furniture) and the near wall straight
+    ahead at 0.85-1.15 m (close views, 1-1.5 m away, where fine textures are resolved), so yaw and pitch vary
+    smoothly and always look level or down.
 
     Returns:
         (num_frames, 4, 4) float64 camera-to-world poses.
@@ -76,24 +78,44 @@ def camera_path(scene: Scene, num_frames: int, rng: np.random.Generator) -> np.n
     ax, ay = max(lx / 2 - 1.1, 0.3), max(ly / 2 - 1.1, 0.3)
     theta0, direction = rng.uniform(0, 2 * np.pi), rng.choice([-1.0, 1.0])
     span = rng.uniform(1.2, 2.0) * np.pi
-    ph = rng.uniform(0, 2 * np.pi, size=5)
+    ph = rng.uniform(0, 2 * np.pi, size=7)
     tall = [o.body.grown(0.3) for o in scene.objects if not o.structure and o.body.z_range[1] > 1.0]
     poses = []
     for t in np.linspace(0.0, 1.0, max(num_frames, 1), endpoint=num_frames > 1):
         theta = theta0 + direction * span * t
         radius = 1.0 + 0.12 * np.sin(3 * theta + ph[0])
         eye_z = float(np.clip(1.5 + 0.15 * np.sin(2 * np.pi * 1.3 * t + ph[1]), 1.3, 1.7))
+        outward = np.array([ax * np.cos(theta), ay * np.sin(theta)])
         for shrink in np.linspace(1.0, 0.0, 11):  # pull the camera towards the centre until it is clear
-            xy = center + shrink * radius * np.array([ax * np.cos(theta), ay * np.sin(theta)])
+            xy = center + shrink * radius * outward
             eye = np.array([xy[0], xy[1], eye_z])
             if not any(_inside(box, eye) for box in tall):
                 break
+        # far target: across the room, on an ellipse half a metre inside the walls
         look = theta + np.pi + 1.2 * np.sin(2 * np.pi * 0.8 * t + ph[2])
-        reach = np.array([lx / 2 - 0.5, ly / 2 - 0.5])
-        target_xy = center + reach * np.array([np.cos(look), np.sin(look)])
-        target = np.array([target_xy[0], target_xy[1], 0.6 + 0.4 * np.sin(2 * np.pi * 1.1 * t + ph[3])])
-        poses.append(look_at(eye, target, roll=0.04 * np.sin(2 * np.pi * t + ph[4])))
+        far_xy = center + np.array([lx / 2 - 0.5, ly / 2 - 0.5]) * np.array([np.cos(look), np.sin(look)])
+        far = np.array([far_xy[0], far_xy[1], 0.6 + 0.4 * np.sin(2 * np.pi * 1.1 * t + ph[3])])
+        # near target: the wall straight ahead when walking outwards, turned a little along the wall
+        out = outward / np.linalg.norm(outward)
+        turn = 0.5 * np.sin(2 * np.pi * 0.9 * t + ph[5])
+        out = np.array([np.cos(turn) * out[0] - np.sin(turn) * out[1], np.sin(turn) * out[0] + np.cos(turn) * out[1]])
+        near_xy = xy + out * _distance_to_wall(xy, out, (lx, ly))
+        near = np.array([near_xy[0], near_xy[1], 1.0 + 0.15 * np.sin(2 * np.pi * 0.7 * t + ph[6])])
+        w = 0.5 + 0.5 * np.sin(2 * np.pi * 1.0 * t + ph[4])
+        w = w * w * (3 - 2 * w)  # smoothstep: dwell longer at either end
+        poses.append(look_at(eye, (1 - w) * far + w * near, roll=0.04 * np.sin(2 * np.pi * t + ph[4])))
     return np.stack(poses[:num_frames]) if num_frames > 0 else np.zeros((0, 4, 4))
+
+
+def _distance_to_wall(xy: np.ndarray, direction: np.ndarray, room: tuple[float, float]) -> float:
+    """Distance from ``xy`` (inside the room) along the unit ``direction`` to the first wall."""
+    steps = []
+    for k in range(2):
+        if direction[k] > 1e-9:
+            steps.append((room[k] - xy[k]) / direction[k])
+        elif direction[k] < -1e-9:
+            steps.append(-xy[k] / direction[k])
+    return float(min(steps))
 
 
 def _inside(box, point: np.ndarray) -> bool:
