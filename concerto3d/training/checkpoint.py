@@ -191,7 +191,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np_state = state["numpy"]
     np.random.set_state({
         "bit_generator": np_state["bit_generator"],
-        "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+        "state": {"key": np_state["key"].cpu().numpy().astype(np.uint32), "pos": np_state["pos"]},
         "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"],
     })
     torch.set_rng_state(state["torch"].cpu())

@@ -165,14 +165,14 @@ def _check_data(dataset, cfg: TrainConfig, info: ddp.DistInfo) -> None:
                          f"{len(dataset)} (add scenes, lower batch_size, or raise data.loop)", dataset.root)
 
 
-def _resume_state(run_dir: Path, resume: bool, device: torch.device):
+def _resume_state(run_dir: Path, resume: bool):
     """The checkpoint to resume from (or None), refusing to overwrite a run that has checkpoints."""
     if not resume:
         if list_checkpoints(run_dir):
             raise InputError("the run folder already holds checkpoints: pass --resume to continue it, or choose "
                              "another --out", run_dir)
         return None
-    found = load_latest_checkpoint(run_dir, map_location=device)
+    found = load_latest_checkpoint(run_dir, map_location="cpu")  # load_state_dict moves tensors to the model
     if found is None:
         logger.warning("--resume: no checkpoint in %s, starting from step 0", run_dir)
         return None
@@ -225,7 +225,7 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
         model = ConcertoModel(cfg).to(device)
         optimizer = build_optimizer(model, cfg.optim)
         schedules = build_schedules(cfg.optim, cfg.steps)
-        state = _resume_state(run_dir, resume, device)
+        state = _resume_state(run_dir, resume)
         start_step, skipped = 0, 0
         if state is not None:
             changes = _config_changes(state["config"], to_dict(cfg))

@@ -58,11 +58,11 @@ def _interrupt_at(step_to_stop):
 
 @pytest.mark.slow
 def test_interrupted_and_resumed_run_repeats_the_uninterrupted_losses_exactly(tiny_data, tiny_config, tmp_path):
-    cfg = tiny_config("steps=6", "objective.kind=joint")
+    cfg = tiny_config("steps=6", "objective.kind=joint", "data.loop=2")  # 6 samples: 3 steps per epoch
     full = train(cfg, tiny_data, tmp_path / "full")
-    first = train(cfg, tiny_data, tmp_path / "split", on_step_end=_interrupt_at(2))
-    assert first.interrupted and first.steps_done == 3 and first.model_dir is None
-    assert [p.name for p in list_checkpoints(tmp_path / "split")] == ["step_00000003.pt"]
+    first = train(cfg, tiny_data, tmp_path / "split", on_step_end=_interrupt_at(1))  # stops inside epoch 0
+    assert first.interrupted and first.steps_done == 2 and first.model_dir is None
+    assert [p.name for p in list_checkpoints(tmp_path / "split")] == ["step_00000002.pt"]
     with pytest.raises(InputError, match="--resume"):
         train(cfg, tiny_data, tmp_path / "split")  # a run with checkpoints is not silently overwritten
     second = train(cfg, tiny_data, tmp_path / "split", resume=True)
