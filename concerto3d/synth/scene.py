@@ -495,6 +495,7 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         against_wall(bed_groups, 0.5)
     if rng.random() < 0.7:
         against_wall(build_counter(rng, wood(), wood()), 0.7)
+    desk = against_wall(build_desk(rng, wood()), 0.7)  # early: table / desk / counter are a shape-only trio
     if rng.random() < 0.6:
         against_wall(build_sofa(rng, sample_material("fabric", rng)), 0.6)
     for _ in range(int(rng.integers(1, 3))):
@@ -503,7 +504,6 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         against_wall(build_bookshelf(rng, wood()), 0.4)
     if rng.random() < 0.4:
         against_wall(build_refrigerator(rng, sample_material("appliance", rng), handle), 0.6)
-    desk = against_wall(build_desk(rng, wood()), 0.7)
     chair_mats = (wood(), sample_material("fabric", rng) if rng.random() < 0.5 else wood())
     if desk is not None:
         _place_chairs_around(layout, rng, layout.objects[desk[0]], set(desk), 1, chair_mats, (2,))
