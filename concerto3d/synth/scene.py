@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 CATEGORY_NYU40: dict[str, int] = {
     "wall": 1, "floor": 2, "cabinet": 3, "kitchen cabinet": 3, "bed": 4, "chair": 5, "sofa": 6, "table": 7,
     "door": 8, "window": 9, "bookshelf": 10, "picture": 11, "counter": 12, "desk": 14, "curtain": 16,
-    "pillow": 18, "ceiling": 22, "refrigerator": 24,
+    "pillow": 18, "ceiling": 22, "books": 23, "refrigerator": 24,
 }
 
 
@@ -176,8 +176,9 @@ def build_cabinet(rng: np.random.Generator, wood: Material, handle: Material) ->
     return [("cabinet", parts)]
 
 
-def build_bookshelf(rng: np.random.Generator, wood: Material) -> list[Group]:
-    """An open frame: sides, top, plinth, back and shelf boards; 0.9-2.1 m high, same wood as cabinets."""
+def build_bookshelf(rng: np.random.Generator, wood: Material, with_books: bool = False) -> list[Group]:
+    """An open frame: sides, top, plinth, back and shelf boards; 0.9-2.1 m high, same wood as cabinets. With
+    ``with_books``, rows of books in fabric colours (one instance, NYU40 "books", outside ScanNet-20) on the shelves."""
     w, d, h = rng.uniform(0.6, 1.2), rng.uniform(0.28, 0.40), rng.uniform(0.9, 2.1)
     t, back, plinth = rng.uniform(0.018, 0.025), 0.01, rng.uniform(0.05, 0.08)
     inner = w - 2 * t
@@ -185,10 +186,27 @@ def build_bookshelf(rng: np.random.Generator, wood: Material) -> list[Group]:
              (_slab(0, 0, h - t, inner, d, t), wood, 0), (_slab(0, 0, 0, inner, d, plinth), wood, 0),
              (_slab(0, -d / 2 + back / 2, plinth, inner, back, h - t - plinth), wood, 2)]
     n_shelves = max(1, int(round((h - plinth) / 0.36)) - 1)
+    pitch = (h - t - plinth) / (n_shelves + 1)  # from one board's middle to the next
     for k in range(1, n_shelves + 1):
-        z = plinth + k * (h - t - plinth) / (n_shelves + 1)
-        parts.append((_slab(0, back / 2, z - t / 2, inner, d - back, t), wood, 0))
-    return [("bookshelf", parts)]
+        parts.append((_slab(0, back / 2, plinth + k * pitch - t / 2, inner, d - back, t), wood, 0))
+    groups: list[Group] = [("bookshelf", parts)]
+    if with_books:
+        rows = []
+        for k in range(n_shelves + 1):  # on the plinth and on every board
+            floor = plinth + (k * pitch + t / 2 if k else 0.0)
+            clear = pitch - t - 0.02
+            x = -inner / 2 + rng.uniform(0.0, 0.1)
+            while clear > 0.12 and rng.random() < 0.8:
+                bw = rng.uniform(0.08, 0.35)
+                if x + bw > inner / 2 - 0.005:
+                    break
+                bd = rng.uniform(0.15, min(0.26, d - back - 0.02))
+                rows.append((_slab(x + bw / 2, -d / 2 + back + bd / 2 + 0.005, floor, bw, bd,
+                                   rng.uniform(0.6, 1.0) * clear), sample_material("fabric", rng), 0))
+                x += bw + rng.uniform(0.0, 0.15)
+        if rows:
+            groups.append(("books", rows))
+    return groups
 
 
 def build_bed(rng: np.random.Generator, wood: Material, fabric: Material, pillow: Material) -> list[Group]:
@@ -501,7 +519,7 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     for _ in range(int(rng.integers(1, 3))):
         against_wall(build_cabinet(rng, wood(), handle), 0.5)
     for _ in range(int(rng.integers(1, 3))):
-        against_wall(build_bookshelf(rng, wood()), 0.4)
+        against_wall(build_bookshelf(rng, wood(), with_books=rng.random() < 0.7), 0.4)
     if rng.random() < 0.4:
         against_wall(build_refrigerator(rng, sample_material("appliance", rng), handle), 0.6)
     chair_mats = (wood(), sample_material("fabric", rng) if rng.random() < 0.5 else wood())
