@@ -102,6 +102,9 @@ class ConcertoModel(nn.Module):
         self.image_encoder = ImageEncoder(cfg.image_encoder) if self.kind in ("joint", "2d") else None
         self.frozen_image_target = bool(self.image_encoder is not None and cfg.image_encoder.pretrained_path
                                         and cfg.image_encoder.freeze)
+        if self.image_encoder is not None and self.image_encoder.patch_size != cfg.data.patch_size:
+            raise ValueError(f"ConcertoModel: data.patch_size={cfg.data.patch_size} differs from the image encoder's "
+                             f"patch size {self.image_encoder.patch_size}")
         if self.kind == "2d" and cfg.image_encoder.freeze:
             raise ValueError("ConcertoModel: the 2d objective trains the image encoder; set image_encoder.freeze=false")
 

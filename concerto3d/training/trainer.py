@@ -255,6 +255,7 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(text)
         batches = _batches(dataset, cfg, info, start_step, pin=device.type == "cuda")
+        steps_per_epoch = len(batch_indices(len(dataset), cfg.batch_size, cfg.seed, 0, info.rank, info.world_size))
         params = [p for p in model.parameters() if p.requires_grad]
         bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step", disable=not info.is_main)
 
@@ -265,7 +266,8 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
                     "step": steps_done, "skipped_steps": skipped,
                     "model": model.state_dict(),  # student encoders + heads, teacher.*, DINO centre
                     "optimizer": optimizer.state_dict(), "rng": rngs,
-                    "data": {"epoch_seed": cfg.seed, "batch_size": cfg.batch_size, "world_size": info.world_size},
+                    "data": {"epoch": steps_done // steps_per_epoch, "position": steps_done % steps_per_epoch,
+                             "steps_per_epoch": steps_per_epoch, "world_size": info.world_size},
                     "config": to_dict(cfg)}, steps_done, keep=cfg.keep_checkpoints)
 
         step = start_step

@@ -63,6 +63,8 @@ def test_interrupted_and_resumed_run_repeats_the_uninterrupted_losses_exactly(ti
     first = train(cfg, tiny_data, tmp_path / "split", on_step_end=_interrupt_at(1))  # stops inside epoch 0
     assert first.interrupted and first.steps_done == 2 and first.model_dir is None
     assert [p.name for p in list_checkpoints(tmp_path / "split")] == ["step_00000002.pt"]
+    data = load_latest_checkpoint(tmp_path / "split")[0]["data"]
+    assert (data["epoch"], data["position"], data["steps_per_epoch"]) == (0, 2, 3)
     with pytest.raises(InputError, match="--resume"):
         train(cfg, tiny_data, tmp_path / "split")  # a run with checkpoints is not silently overwritten
     second = train(cfg, tiny_data, tmp_path / "split", resume=True)
