@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Row", "ROWS", "ROW_KEYS", "AblationSettings", "RowStats", "run_ablation", "lift_scene_features",
-    "probe_features", "aggregate", "mean_and_spread", "ordering_checks", "write_results", "load_probes",
+    "probe_features", "subsample_labelled", "aggregate", "mean_and_spread", "ordering_checks", "write_results",
+    "load_probes",
 ]
 
 
@@ -93,6 +94,8 @@ class AblationSettings:
         config_sha256: digest of that file's content (filled in by :func:`run_ablation`).
         probe_epochs, probe_lr, probe_batch_size: the linear head (same for every row).
         max_points: embed at most this many points per scene and interpolate the rest (None = all).
+        probe_points: fit the head on at most this many labelled points per train scene (a seeded random
+            subset; None = all); the val split is always scored on every point.
         image_batch: images per image-encoder forward pass when lifting 2D features.
         rows: the rows to compute (a subset of :data:`ROW_KEYS`; concat needs 2d and 3d).
     """
@@ -106,6 +109,7 @@ class AblationSettings:
     probe_lr: float = 1e-2
     probe_batch_size: int | None = None
     max_points: int | None = None
+    probe_points: int | None = None
     image_batch: int = 8
     rows: list[str] = field(default_factory=lambda: list(ROW_KEYS))
 
@@ -126,6 +130,8 @@ class AblationSettings:
             raise InputError(f"expected probe epochs >= 1 and lr > 0, got {self.probe_epochs} and {self.probe_lr}")
         if self.max_points is not None and self.max_points < 1:
             raise InputError(f"--max-points must be >= 1, got {self.max_points}")
+        if self.probe_points is not None and self.probe_points < 1:
+            raise InputError(f"--probe-points must be >= 1, got {self.probe_points}")
         if self.image_batch < 1:
             raise InputError(f"image_batch must be >= 1, got {self.image_batch}")
         self.rows = [k for k in ROW_KEYS if k in self.rows]  # table order
@@ -358,8 +364,29 @@ def _concat(a: SplitFeatures, b: SplitFeatures) -> SplitFeatures:
 # probing
 
 
+def subsample_labelled(xs: list[np.ndarray], ys: list[np.ndarray], per_scene: int | None,
+                       seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """At most ``per_scene`` labelled points of each scene, a random subset seeded by ``seed`` (pure).
+
+    Args:
+        xs: per-scene features (N_i, C); ys: per-scene labels (N_i,), -1 = ignore.
+        per_scene: the cap, or None to keep every labelled point.
+    Returns:
+        (features, labels) of the kept points, scene by scene, in their original order.
+    """
+    rng = np.random.default_rng(seed)
+    out_x, out_y = [], []
+    for x, y in zip(xs, ys):
+        labelled = np.flatnonzero(y != IGNORE_INDEX)
+        if per_scene is not None and len(labelled) > per_scene:
+            labelled = np.sort(rng.choice(labelled, size=per_scene, replace=False))
+        out_x.append(x[labelled])
+        out_y.append(y[labelled])
+    return out_x, out_y
+
+
 def probe_features(feats: SplitFeatures, epochs: int = 100, lr: float = 1e-2, seed: int = 0,
-                   batch_size: int | None = None, device=None) -> dict:
+                   batch_size: int | None = None, device=None, probe_points: int | None = None) -> dict:
     """Train the linear head on the train features and evaluate it on the val features.
 
     The same head as ``concerto3d probe``: standardised features, one ``nn.Linear``, cross-entropy with ignore
@@ -368,6 +395,7 @@ def probe_features(feats: SplitFeatures, epochs: int = 100, lr: float = 1e-2, se
     Args:
         feats: per-scene train/val features (N_i, C) and labels (N_i,).
         epochs, lr, seed, batch_size, device: the head's training (``train_linear_probe``).
+        probe_points: fit on at most this many labelled points per train scene (:func:`subsample_labelled`).
     Returns:
         summary dict: ``miou``, ``overall_accuracy``, ``mean_accuracy``, ``iou`` {class: IoU or None},
         ``class_points``, ``confusion``, ``train_miou``, ``feature_dim``, ``labelled_points``, plus ``feats.notes``.
@@ -382,17 +410,18 @@ def probe_features(feats: SplitFeatures, epochs: int = 100, lr: float = 1e-2, se
     if n_train == 0 or n_val == 0:
         raise InputError(f"expected labelled points in both splits, got {n_train} (train) and {n_val} (val); "
                          "segment20.npy is all -1")
-    head = train_linear_probe(np.concatenate(feats.train_x), np.concatenate(feats.train_y), NUM_CLASSES_20,
+    fit_x, fit_y = subsample_labelled(feats.train_x, feats.train_y, probe_points, seed)
+    head = train_linear_probe(np.concatenate(fit_x), np.concatenate(fit_y), NUM_CLASSES_20,
                               epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, device=device)
-    train_result = evaluate_probe(head, feats.train_x, feats.train_y, NUM_CLASSES_20)
+    train_result = evaluate_probe(head, fit_x, fit_y, NUM_CLASSES_20)
     result = evaluate_probe(head, feats.val_x, feats.val_y, NUM_CLASSES_20)
     return {
         **result.to_dict(SCANNET20_NAMES),
         "train_miou": train_result.miou,
         "feature_dim": dims.pop(),
-        "labelled_points": {"train": n_train, "val": n_val},
+        "labelled_points": {"train": n_train, "train_fitted": int(sum(len(y) for y in fit_y)), "val": n_val},
         "scenes": {"train": len(feats.train_x), "val": len(feats.val_x)},
-        "head": {"epochs": epochs, "lr": lr, "seed": seed, "batch_size": batch_size},
+        "head": {"epochs": epochs, "lr": lr, "seed": seed, "batch_size": batch_size, "probe_points": probe_points},
         **feats.notes,
     }
 
@@ -718,7 +747,7 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
             feat_s = time.perf_counter() - tic - train_s
             tic_probe = time.perf_counter()
             summary = probe_features(feats, settings.probe_epochs, settings.probe_lr, seed,
-                                     settings.probe_batch_size, device)
+                                     settings.probe_batch_size, device, settings.probe_points)
             summary.update(row=row, seed=seed, label=_ROW[row].label, run=None if run_dir is None else str(run_dir),
                            steps=0 if row == "random" else settings.steps,
                            seconds={"train": round(train_s, 2), "features": round(feat_s, 2),

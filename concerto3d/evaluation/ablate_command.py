@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe-lr", type=float, default=1e-2, help="linear head peak learning rate (default 1e-2)")
     parser.add_argument("--max-points", type=int, default=None,
                         help="embed at most this many points per scene and interpolate the rest (default: all)")
+    parser.add_argument("--probe-points", type=int, default=None,
+                        help="fit the linear heads on at most this many labelled points per train scene (default: "
+                             "all); val is always scored on every point")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present), cpu, cuda: training (device=...) and the linear heads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"device={device.type}")
     settings = AblationSettings(steps=args.steps, seeds=list(range(args.seeds)), overrides=overrides,
                                 config=args.config, probe_epochs=args.probe_epochs, probe_lr=args.probe_lr,
-                                max_points=args.max_points,
+                                max_points=args.max_points, probe_points=args.probe_points,
                                 rows=[r.strip() for r in args.rows.split(",") if r.strip()])
     command = _command_line(args)
     stats = run_ablation(args.data, args.out, settings, device=device, progress=not args.no_progress,
@@ -81,7 +84,8 @@ def _command_line(args: argparse.Namespace) -> str:
              str(args.steps)]
     for flag, value, default in (("--config", args.config, None), ("--rows", args.rows, None),
                                  ("--probe-epochs", args.probe_epochs, 100), ("--probe-lr", args.probe_lr, 1e-2),
-                                 ("--max-points", args.max_points, None), ("--device", args.device, "auto")):
+                                 ("--max-points", args.max_points, None), ("--probe-points", args.probe_points, None),
+                                 ("--device", args.device, "auto")):
         if value is not None and value != default and not (flag == "--rows" and value == _all_rows()):
             parts += [flag, str(value)]
     return " ".join(shlex.quote(str(p)) for p in parts + list(args.overrides))

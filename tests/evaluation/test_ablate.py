@@ -89,7 +89,7 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
     monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(a[0].objective.kind) or real_train(*a, **k))
     out = tmp_path / "abl"
     argv = [str(tiny_data), "--out", str(out), "--seeds", "1", "--steps", "2", "--probe-epochs", "5",
-            "--no-progress"]
+            "--probe-points", "150", "--no-progress"]
     assert _ablate(argv, monkeypatch) == 0
     assert sorted(calls) == ["2d", "3d", "joint"]  # random is not trained, concat reuses 2d and 3d
 
@@ -97,6 +97,7 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
     for r, p in probes.items():
         assert 0.0 <= p["miou"] <= 1.0 and p["row"] == r and p["labelled_points"]["val"] > 0
     assert probes["random"]["steps"] == 0 and probes["joint"]["steps"] == 2
+    assert probes["3d"]["labelled_points"]["train_fitted"] == 3 * 150  # --probe-points per train scene
     assert probes["3d"]["feature_dim"] == 24 and probes["2d"]["feature_dim"] == 32
     assert probes["concat"]["feature_dim"] == 24 + 32
     unseen = probes["2d"]["unseen"]["val"]
@@ -222,3 +223,16 @@ def test_bad_input_fails_before_any_training(tiny_data, tmp_path, monkeypatch):
                             progress=False)
     assert not (tmp_path / "o2" / "runs").exists()
     assert _ablate([str(tiny_data), "steps=5", "--out", str(tmp_path / "o3")], monkeypatch) == 2
+
+
+def test_subsample_labelled_keeps_at_most_n_labelled_points_per_scene_in_order():
+    xs = [np.arange(10, dtype=np.float32)[:, None], np.arange(4, dtype=np.float32)[:, None]]
+    ys = [np.array([0, -1, 1, 2, -1, 3, 4, 5, 6, 7]), np.array([-1, 1, -1, 2])]
+    fx, fy = ablate.subsample_labelled(xs, ys, 3, seed=0)
+    assert [len(y) for y in fy] == [3, 2] and all((y != -1).all() for y in fy)
+    assert all(np.array_equal(x[:, 0], np.sort(x[:, 0])) for x in fx)  # original order kept
+    assert np.array_equal(ys[0][fx[0][:, 0].astype(int)], fy[0])  # features and labels stay paired
+    again = ablate.subsample_labelled(xs, ys, 3, seed=0)[0][0]
+    assert np.array_equal(again, fx[0])  # seeded
+    all_x, all_y = ablate.subsample_labelled(xs, ys, None, seed=0)
+    assert [len(y) for y in all_y] == [8, 2]

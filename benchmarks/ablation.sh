@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The default Concerto ablation benchmark: synthetic scans -> preprocess -> concerto3d ablate, 3 seeds.
+#
+#   benchmarks/ablation.sh [WORK] [RESULTS]      (defaults: data/ablation and results/ablation)
+#
+# WORK receives the scans, the preprocessed scenes and the ablation folder (runs, checkpoints: git-ignored);
+# RESULTS receives the table to commit (results.md, results.csv, results.png, probes/*.json, ablation.json).
+# Every stage resumes: rerunning the script after an interruption redoes only what is missing.
+# PYTHON picks the interpreter (default: .venv/bin/python when present, else python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-data/ablation}
+RESULTS=${2:-results/ablation}
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
+SECONDS=0
+
+# 15 rooms (12 train / 3 val, fixed by the seed), 20 frames each, every 2nd frame kept
+[ -f "$WORK/scans/scannetv2_val.txt" ] || $PY -m concerto3d synth "$WORK/scans" --scenes 15 --frames 20 --seed 0
+echo "[ablation.sh] synth done at ${SECONDS} s"
+$PY -m concerto3d preprocess "$WORK/scans" "$WORK/preprocessed" --frame-skip 2 --voxel 0.04 --image-size 144x192
+echo "[ablation.sh] preprocess done at ${SECONDS} s"
+prep=$SECONDS
+
+$PY -m concerto3d ablate "$WORK/preprocessed" --config benchmarks/ablation.yaml --out "$WORK/ablate" \
+    --seeds 3 --steps 100 --max-points 30000 --probe-points 20000
+echo "[ablation.sh] ablate done in $((SECONDS - prep)) s (total ${SECONDS} s)"
+
+mkdir -p "$RESULTS/probes"
+cp "$WORK/ablate/results.md" "$WORK/ablate/results.csv" "$WORK/ablate/results.png" "$WORK/ablate/ablation.json" \
+    "$RESULTS/"
+cp "$WORK"/ablate/probes/*.json "$RESULTS/probes/"
+echo "[ablation.sh] table: $RESULTS/results.md"
