@@ -12,7 +12,7 @@ from concerto3d.errors import InputError
 from concerto3d.models.pretrained import load_model
 from concerto3d.training.checkpoint import list_checkpoints, load_latest_checkpoint
 from concerto3d.training.logging import read_metrics
-from concerto3d.training.trainer import batch_indices, train
+from concerto3d.training.trainer import batch_indices, build_optimizer, train
 
 TIMING = {"points_per_s", "step_s"}  # wall-clock columns; everything else must repeat exactly
 
@@ -23,6 +23,17 @@ def test_batch_order_is_a_pure_function_of_seed_epoch_and_rank():
     assert sorted(i for b in a for i in b) == list(range(10))
     r0, r1 = batch_indices(10, 2, 3, 1, rank=0, world_size=2), batch_indices(10, 2, 3, 1, rank=1, world_size=2)
     assert len(r0) == len(r1) == 2 and not set(sum(r0, [])) & set(sum(r1, []))
+
+
+def test_adamw_skips_weight_decay_on_norms_and_biases():
+    from concerto3d.config import OptimConfig
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    model[2].weight.requires_grad_(False)  # frozen parameters are left out
+    opt = build_optimizer(model, OptimConfig(weight_decay=0.1))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and [p.shape for p in decay["params"]] == [(4, 3)]
+    assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 4  # 2 biases, LayerNorm weight + bias
 
 
 @pytest.mark.slow
