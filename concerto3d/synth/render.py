@@ -1,10 +1,11 @@
 """Rendering box scenes into ScanNet-like colour and depth frames with Open3D's ray caster.
 
 The ray caster sees the scene's visible box faces as two triangles each (a few thousand triangles: fast to build and
-to cast). Each hit is mapped back to its part's local frame, where the procedural texture is evaluated at the
-pixel's own footprint, so images get full-resolution texture detail that the 2 cm mesh colours lack. Depth gets
-Kinect-like faults: noise growing with the square of the distance, nothing beyond the sensor's range, holes at
-grazing angles and random dropouts along depth edges.
+to cast). Each hit is mapped to texture coordinates in its part's local frame, where the procedural texture is
+evaluated at the pixel's own footprint, so images get full-resolution texture detail that the 2 cm mesh colours
+lack. Colour frames cast a quarter of the rays and fill in the rest exactly where a face is known
+(:meth:`Renderer.cast_sparse`). Depth gets Kinect-like faults: noise growing with the square of the distance, nothing
+beyond the sensor's range, holes at grazing angles and random dropouts along depth edges.
 
 Cameras follow OpenCV's axes (x right, y down, z forward); poses are camera-to-world; the world has z up.
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -460,7 +461,8 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     dropped: list[str] = []
 
     def wall_panel(category: str, material: Material, tall: bool, depth: float, thickness: float,
-                   extra: list[Group] | None = None) -> list[int] | None:
+                   extra: Callable[[float, float, float, float], list[Group]] | None = None) -> list[int] | None:
+        """Place a flat panel on a wall, with ``extra(width, height, bottom, thickness)`` groups beside it."""
         w, h, z0 = _panel_size(rng, height, tall)
         groups: list[Group] = [(category, [(_slab(0, thickness / 2, z0, w, thickness, h), material, 2)])]
         if extra:
