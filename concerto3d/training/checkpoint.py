@@ -2,7 +2,8 @@
 
 Layout::
 
-    RUN/checkpoints/step_00000100.pt          torch.save of a dict of tensors/plain values (loads with weights_only=True)
+    RUN/checkpoints/step_00000100.pt          torch.save of a dict of tensors and plain values
+                                              (loads with weights_only=True)
     RUN/checkpoints/step_00000100.pt.sha256   hex SHA-256 of the .pt file
 
 Writing: the checkpoint goes to a temporary file in the same folder, is flushed and fsync'ed, its checksum is written

@@ -46,7 +46,8 @@ def tiny_batch(seed=0, with_corr=True):
     corr = np.concatenate(corr) if with_corr else np.zeros((0, 4))
     return TrainBatch(
         crop_offsets=torch.tensor([0, 120, 240]), view_student=_view(rng, sizes, 0.8),
-        view_teacher=_view(rng, sizes, 0.8), images=torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(seed)),
+        view_teacher=_view(rng, sizes, 0.8),
+        images=torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(seed)),
         images_teacher=torch.randn(2, 3, 32, 48), image_crop=torch.tensor([0, 1]),
         corr=torch.tensor(corr, dtype=torch.long), labels=torch.zeros(240, dtype=torch.long))
 

@@ -1,8 +1,8 @@
 """Tiny preprocessed scenes (data/README.md section 3) and a tiny training config, shared by the training tests.
 
-Each scene is a few hundred points: a floor and three coloured boxes, their colour also a wave of the position. Two 32x48 "photos" look straight down
-(orthographic): every pixel shows the colour of the highest point that lands on it, and each such (frame, u, v, point)
-is a correspondence, so the images and the points agree.
+Each scene is a few hundred points: a floor and three coloured boxes, their colour also a wave of the position.
+Two 32x48 "photos" look straight down (orthographic): every pixel shows the colour of the highest point that lands
+on it, and each such (frame, u, v, point) is a correspondence, so the images and the points agree.
 """
 
 from __future__ import annotations
