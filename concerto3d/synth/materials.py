@@ -256,15 +256,23 @@ def evaluate_albedo(table: MaterialTable, part: np.ndarray, along: np.ndarray, a
     footprint = np.broadcast_to(np.asarray(footprint, dtype=np.float32), (n,))
     along, across = along.astype(np.float32, copy=False), across.astype(np.float32, copy=False)
     pattern = table.pattern[part]
-    albedo = table.color[part]
+    mod = np.zeros(n, dtype=np.float32)  # relative modulation, the same for R, G and B ...
+    per_channel = []                     # ... except for patterns that tint: (indices, (k, 3) modulation)
     for pat in np.unique(table.pattern):
         idx = np.flatnonzero(pattern == pat)
         if len(idx) == 0:
             continue
         pi = part[idx]
-        mod = _modulation(Pattern(int(pat)), along[idx], across[idx], table.period[pi], table.contrast[pi],
-                          table.phase[pi], table.coarse[pi], footprint[idx])
-        albedo[idx] *= 1.0 + (mod if mod.ndim == 2 else mod[:, None])
+        m = _modulation(Pattern(int(pat)), along[idx], across[idx], table.period[pi], table.contrast[pi],
+                        table.phase[pi], table.coarse[pi], footprint[idx])
+        if m.ndim == 2:
+            per_channel.append((idx, m))
+        else:
+            mod[idx] = m
+    mod += 1.0
+    albedo = table.color[part] * mod[:, None]
+    for idx, m in per_channel:
+        albedo[idx] = table.color[part[idx]] * (1.0 + m)
     return np.clip(albedo, 0.0, 1.0, out=albedo)
 
 
