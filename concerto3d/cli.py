@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("concerto3d.evaluation.probe_command", "frozen point features -> linear head -> mIoU"),
     "ablate": ("concerto3d.evaluation.ablate_command", "the Concerto table: random, 2D, 3D, concat, joint"),
     "visualize": ("concerto3d.visualization.command", "PCA colours and similarity of point features (PNG/PLY/window)"),
+    "embed": ("concerto3d.visualization.embed_command", "per-point features for your own point cloud"),
     "demo": ("concerto3d.demo", "the whole pipeline on generated scans (what the README's first command runs)"),
 }
 

@@ -34,9 +34,14 @@ from concerto3d.errors import FormatError, InputError
 from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
 from concerto3d.models.point_encoder import PointEncoder, PointEncoderConfig
 
-__all__ = ["MODEL_FORMAT", "save_model", "load_model", "PretrainedModel", "model_dir_of"]
+__all__ = ["MODEL_FORMAT", "save_model", "load_model", "PretrainedModel", "model_dir_of", "spatial_tiles",
+           "box_distance"]
 
 MODEL_FORMAT = 1
+# embed: most points encoded at once, and the context margin of a tile (metres; the encoder groups within 0.4 m at
+# its deepest level, and a margin of a few of those lets the tile borders see their neighbourhood)
+DEFAULT_TILE_POINTS = 100_000
+DEFAULT_TILE_MARGIN = 1.0
 
 
 def _plain(value):
@@ -141,16 +146,23 @@ class PretrainedModel(nn.Module):
         return self.point_encoder.out_channels
 
     @torch.no_grad()
-    def embed(self, points, colors=None, normals=None) -> np.ndarray:
-        """Per-point features of one point cloud from the point encoder.
+    def embed(self, points, colors=None, normals=None, tile_points: int = DEFAULT_TILE_POINTS,
+              margin: float = DEFAULT_TILE_MARGIN) -> np.ndarray:
+        """Per-point features of one point cloud from the point encoder, in the input's order.
 
         The cloud is centred on its bounding box (as training crops are); with the model's ``grid_size`` > 0 it
-        is encoded at one point per grid cell and every point gets its cell's feature.
+        is encoded at one point per grid cell and every point gets its cell's feature. A cloud of at most
+        ``tile_points`` encoded points goes through the encoder at once; a larger one is cut into spatial tiles
+        (:func:`spatial_tiles`): each tile is encoded with a context margin of ``margin`` metres around it,
+        centred on its own bounding box, and gives the features of the points of its core. Peak memory is then
+        that of one ``tile_points`` cloud, plus the (N, C) result.
 
         Args:
             points: (N, 3) float, metres.
             colors: (N, 3) uint8 0..255 or float in [0, 1], or None (zeros, as a dropped colour in training).
-            normals: (N, 3) float unit normals, or None.
+            normals: (N, 3) float unit normals, or None (zeros, as a dropped normal in training).
+            tile_points: most points encoded at once (a tile with its margin).
+            margin: metres of context around each tile's core (the tile borders see their neighbourhood).
         Returns:
             (N, C) float32 numpy array.
         """
@@ -168,21 +180,91 @@ class PretrainedModel(nn.Module):
                 raise ValueError(f"embed: expected {name} of shape {points.shape}, got {np.shape(arr)}")
         if not np.isfinite(points).all():
             raise ValueError("embed: points contain NaN or inf")
+        if int(tile_points) < 16 or not margin >= 0:
+            raise ValueError(f"embed: expected tile_points >= 16 and margin >= 0, got {tile_points} and {margin}")
         use = self.config.get("input", {})
         centre = (points.min(axis=0) + points.max(axis=0)) / 2
         cloud = PointCloud.from_arrays(points - centre, colors, normals)
         feat = point_features(cloud, use.get("use_color", True), use.get("use_normal", True))
+        del cloud
+        coord = feat[:, :3]  # the centred coordinates (the first feature channels)
         rows, inverse = np.arange(len(points)), None
         grid = float(use.get("grid_size", 0.0) or 0.0)
         if grid > 0:
-            cells = np.floor(cloud.coord / grid).astype(np.int64)
+            cells = np.floor(coord / grid).astype(np.int64)
             _, rows, inverse = np.unique(cells, axis=0, return_index=True, return_inverse=True)
             inverse = inverse.reshape(-1)
-        device = self.device
-        coord = torch.from_numpy(np.ascontiguousarray(cloud.coord[rows])).to(device)
-        out = self.point_encoder(coord, torch.from_numpy(feat[rows]).to(device), None).point_feat
-        out = out.float().cpu().numpy()
+            del cells
+        coord, feat = coord[rows], feat[rows]  # the encoded points (copies; the full arrays are dropped)
+        tiles = spatial_tiles(coord, int(tile_points), float(margin))
+        out = np.empty((len(coord), self.point_encoder.out_channels), dtype=np.float32)
+        for core, context in tiles:
+            tile_coord, tile_feat = coord[context], feat[context]
+            if len(tiles) > 1:  # a tile is centred on its own bounding box, as a training crop is
+                shift = (tile_coord.min(axis=0) + tile_coord.max(axis=0)) / 2
+                tile_coord = tile_coord - shift
+                tile_feat = tile_feat.copy()
+                tile_feat[:, :3] = tile_coord
+            out[core] = self._encode(tile_coord, tile_feat)[np.searchsorted(context, core)]
         return out if inverse is None else out[inverse]
+
+    def _encode(self, coord: np.ndarray, feat: np.ndarray) -> np.ndarray:
+        """One cloud through the point encoder: (M, 3) and (M, 9) float32 -> (M, C) float32 numpy."""
+        device = self.device
+        out = self.point_encoder(torch.from_numpy(np.ascontiguousarray(coord)).to(device),
+                                 torch.from_numpy(np.ascontiguousarray(feat)).to(device), None).point_feat
+        return out.float().cpu().numpy()
+
+
+def box_distance(coord: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each point to the axis-aligned box [lo, hi]: (M, 3) -> (M,), 0 inside the box."""
+    gap = np.maximum(np.maximum(lo - coord, coord - hi), 0.0)
+    return np.sqrt((gap * gap).sum(axis=1))
+
+
+def spatial_tiles(coord: np.ndarray, max_points: int, margin: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cut a cloud into tiles of at most ``max_points`` points, each a core plus a context margin around it.
+
+    The cores partition the cloud: starting from the whole cloud, a core whose context (the points within
+    ``margin`` metres of the core's bounding box) holds more than ``max_points`` points is split in two at the
+    median of its longest side, until the context fits. A core of at most ``max_points // 2`` points is no longer
+    split; when its context still does not fit (a very dense margin), the context keeps the core and the margin
+    points nearest the core's box.
+
+    Args:
+        coord: (M, 3) float point coordinates.
+        max_points: most points in a tile's context (>= 2).
+        margin: metres of context around each core's bounding box.
+    Returns:
+        a list of (core, context) pairs of sorted int64 index arrays into ``coord``, core a subset of context; a
+        cloud of at most ``max_points`` points gives the single tile (all, all).
+    """
+    coord = np.asarray(coord)
+    if coord.ndim != 2 or coord.shape[1] != 3:
+        raise ValueError(f"spatial_tiles: expected coord of shape (M, 3), got {coord.shape}")
+    if max_points < 2:
+        raise ValueError(f"spatial_tiles: expected max_points >= 2, got {max_points}")
+    everything = np.arange(len(coord))
+    if len(coord) <= max_points:
+        return [(everything, everything)]
+    tiles, todo = [], [everything]
+    while todo:
+        core = todo.pop()
+        lo, hi = coord[core].min(axis=0), coord[core].max(axis=0)
+        dist = box_distance(coord, lo, hi)
+        context = np.flatnonzero(dist <= margin)
+        if len(context) > max_points and len(core) > max_points // 2:
+            axis = int(np.argmax(hi - lo))
+            order = core[np.argsort(coord[core, axis], kind="stable")]
+            half = len(order) // 2
+            todo += [np.sort(order[half:]), np.sort(order[:half])]
+            continue
+        if len(context) > max_points:  # dense margin: the core first, then the margin points nearest its box
+            rank = dist[context]
+            rank[np.isin(context, core, assume_unique=True)] = -1.0
+            context = np.sort(context[np.argsort(rank, kind="stable")[:max_points]])
+        tiles.append((core, context))
+    return tiles
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> PretrainedModel:
