@@ -274,6 +274,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
                 data = yaml.safe_load(fh)
         except yaml.YAMLError as err:
             raise FormatError(f"not a YAML file ({str(err).splitlines()[0]})", path) from None
+        except (UnicodeDecodeError, OSError) as err:  # a binary file, a folder-like or unreadable path
+            raise FormatError(f"cannot read the config as UTF-8 text ({type(err).__name__})", path) from None
     cfg = from_dict(cls, data, where=os.fspath(path) if path is not None else "config")
     return apply_overrides(cfg, list(overrides or []))
 
