@@ -236,7 +236,12 @@ class ConcertoModel(nn.Module):
         where[view.index] = torch.arange(view.index.numel(), device=point_feat.device)
         view_row = where[corr_point]
         seen = view_row >= 0
-        point_proj = self.heads["point_proj"](point_feat)
+        # Both losses see the point projection only through means (per patch, per crop), and the projection head
+        # ends in a Linear, which commutes with a mean: run the head up to that Linear on the N points, average,
+        # then apply the Linear to the P patch means and B crop means (same numbers up to rounding, a fraction of
+        # the (N, hidden) x (hidden, proj_dim) products forward and backward).
+        project_hidden, project_last = _split_last_linear(self.heads["point_proj"])
+        point_hidden = project_hidden(point_feat)
         if self.frozen_image_target:
             patch_proj = patch_grid.detach()
         else:
@@ -244,7 +249,8 @@ class ConcertoModel(nn.Module):
 
         # dense: mean point embedding per (image, patch) vs that patch's embedding
         if bool(seen.any()):
-            keys, pooled = ops.pool_to_patches(point_proj, view_row[seen], corr_key[seen])
+            keys, pooled = ops.pool_to_patches(point_hidden, view_row[seen], corr_key[seen])
+            pooled = project_last(pooled)
             target = ops.gather_patches(patch_proj, keys)
             if self.frozen_image_target:
                 dense = objectives.cosine_prediction(pooled, target)
@@ -259,7 +265,9 @@ class ConcertoModel(nn.Module):
         crop_of_image = batch.image_crop
         has_images = torch.bincount(crop_of_image, minlength=num_crops) > 0
         if int(has_images.sum()) >= 2:
-            point_mean = _segment_mean(point_proj, view.batch, num_crops)
+            point_mean = project_last(_segment_mean(point_hidden, view.batch, num_crops))
+            # a crop without view points averages to 0 (as the mean of its projections would), not to the bias
+            point_mean = point_mean * (torch.bincount(view.batch, minlength=num_crops) > 0).unsqueeze(1)
             image_mean = _segment_mean(patch_proj.mean(dim=(1, 2)), crop_of_image, num_crops)
             scene = objectives.info_nce(point_mean[has_images], image_mean[has_images], obj.temperature)
         else:
@@ -280,6 +288,18 @@ class ConcertoModel(nn.Module):
             "matched": torch.tensor(float(matched), device=device),
             "points": torch.tensor(float(points), device=device),
         }
+
+
+def _split_last_linear(head: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """``(everything before the last Linear, the last Linear)`` of a :class:`ProjectionHead`.
+
+    ``head(x).mean(0) == last(before(x).mean(0))`` up to rounding, because a Linear is affine. A head of any other
+    form is returned whole, followed by an identity.
+    """
+    net = getattr(head, "net", None)
+    if isinstance(head, ProjectionHead) and isinstance(net, nn.Sequential) and isinstance(net[-1], nn.Linear):
+        return net[:-1], net[-1]
+    return head, nn.Identity()
 
 
 def _segment_mean(x: Tensor, segment: Tensor, size: int) -> Tensor:
