@@ -22,9 +22,12 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="folder for everything the demo writes (e.g. data/demo)")
-    parser.add_argument("--scenes", type=int, default=6, help="synthetic scenes to generate (default 6)")
-    parser.add_argument("--frames", type=int, default=40, help="frames rendered per scene (default 40)")
-    parser.add_argument("--steps", type=int, default=300, help="joint training steps (default 300)")
+    parser.add_argument("--scenes", type=int, default=4, help="synthetic scenes to generate (default 4)")
+    parser.add_argument("--frames", type=int, default=24, help="frames rendered per scene (default 24)")
+    parser.add_argument("--voxel", type=float, default=0.04,
+                        help="point spacing in metres (default 0.04: a quarter of ScanNet's 2 cm points, for speed)")
+    parser.add_argument("--steps", type=int, default=150, help="joint training steps (default 150)")
+    parser.add_argument("--max-points", type=int, default=4096, help="points per training crop (default 4096)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", action="store_true", help="delete OUT first and redo every stage")
 
@@ -54,9 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
     _stage("synth", ["synth", str(scans), "--scenes", str(args.scenes), "--frames", str(args.frames),
                      "--seed", str(args.seed)], scans / "scannetv2_val.txt")
-    _stage("preprocess", ["preprocess", str(scans), str(data), "--frame-skip", "2"], data / "summary.json")
+    _stage("preprocess", ["preprocess", str(scans), str(data), "--frame-skip", "2", "--voxel", str(args.voxel)],
+           data / "summary.json")
     _stage("train", ["train", str(data), "--out", str(run_dir), "--objective", "joint", "--steps", str(args.steps),
-                     f"seed={args.seed}"], run_dir / "model" / "config.json")
+                     f"seed={args.seed}", f"data.max_points={args.max_points}",
+                     f"data.min_points={min(1024, args.max_points // 2)}"], run_dir / "model" / "config.json")
     _stage("probe", ["probe", str(data), "--model", str(run_dir), "--out", str(probe_json)], probe_json)
     val = (data / "splits" / "val.txt").read_text().split()
     _stage("visualize", ["visualize", str(data / val[0]), "--model", str(run_dir), "--out", str(panel)], panel)
