@@ -126,6 +126,8 @@ class AblationSettings:
             raise InputError(f"--rows: expected some of {', '.join(ROW_KEYS)}, got {', '.join(self.rows) or 'none'}")
         if "concat" in self.rows and not {"2d", "3d"} <= set(self.rows):
             raise InputError("--rows: concat needs the 2d and 3d rows too")
+        if self.probe_batch_size is not None and self.probe_batch_size < 1:
+            raise InputError(f"--probe-batch-size must be >= 1, got {self.probe_batch_size}")
         if self.probe_epochs < 1 or self.probe_lr <= 0:
             raise InputError(f"expected probe epochs >= 1 and lr > 0, got {self.probe_epochs} and {self.probe_lr}")
         if self.max_points is not None and self.max_points < 1:

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated subset of {','.join(ROW_KEYS)} (default: all)")
     parser.add_argument("--probe-epochs", type=int, default=100, help="linear head epochs (default 100)")
     parser.add_argument("--probe-lr", type=float, default=1e-2, help="linear head peak learning rate (default 1e-2)")
+    parser.add_argument("--probe-batch-size", type=int, default=None,
+                        help="points per linear-head step (default: full batch, as concerto3d probe)")
     parser.add_argument("--max-points", type=int, default=None,
                         help="embed at most this many points per scene and interpolate the rest (default: all)")
     parser.add_argument("--probe-points", type=int, default=None,
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"device={device.type}")
     settings = AblationSettings(steps=args.steps, seeds=list(range(args.seeds)), overrides=overrides,
                                 config=args.config, probe_epochs=args.probe_epochs, probe_lr=args.probe_lr,
+                                probe_batch_size=args.probe_batch_size,
                                 max_points=args.max_points, probe_points=args.probe_points,
                                 rows=[r.strip() for r in args.rows.split(",") if r.strip()])
     command = _command_line(args)
@@ -84,6 +87,7 @@ def _command_line(args: argparse.Namespace) -> str:
              str(args.steps)]
     for flag, value, default in (("--config", args.config, None), ("--rows", args.rows, None),
                                  ("--probe-epochs", args.probe_epochs, 100), ("--probe-lr", args.probe_lr, 1e-2),
+                                 ("--probe-batch-size", args.probe_batch_size, None),
                                  ("--max-points", args.max_points, None), ("--probe-points", args.probe_points, None),
                                  ("--device", args.device, "auto")):
         if value is not None and value != default and not (flag == "--rows" and value == _all_rows()):

@@ -89,7 +89,7 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
     monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(a[0].objective.kind) or real_train(*a, **k))
     out = tmp_path / "abl"
     argv = [str(tiny_data), "--out", str(out), "--seeds", "1", "--steps", "2", "--probe-epochs", "5",
-            "--probe-points", "150", "--no-progress"]
+            "--probe-points", "150", "--probe-batch-size", "64", "--no-progress"]
     assert _ablate(argv, monkeypatch) == 0
     assert sorted(calls) == ["2d", "3d", "joint"]  # random is not trained, concat reuses 2d and 3d
 
@@ -98,6 +98,7 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
         assert 0.0 <= p["miou"] <= 1.0 and p["row"] == r and p["labelled_points"]["val"] > 0
     assert probes["random"]["steps"] == 0 and probes["joint"]["steps"] == 2
     assert probes["3d"]["labelled_points"]["train_fitted"] == 3 * 150  # --probe-points per train scene
+    assert probes["3d"]["head"]["batch_size"] == 64
     assert probes["3d"]["feature_dim"] == 24 and probes["2d"]["feature_dim"] == 32
     assert probes["concat"]["feature_dim"] == 24 + 32
     unseen = probes["2d"]["unseen"]["val"]
