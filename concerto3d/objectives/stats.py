@@ -38,10 +38,13 @@ def effective_rank(x: Tensor, eps: float = 1e-12) -> Tensor:
         eps: singular-value mass below which ``p log p`` counts as 0.
 
     Returns:
-        scalar in [1, min(N, D)] (0 for an all-zero matrix).
+        scalar in [1, min(N, D)] (0 for an all-zero matrix, NaN when ``x`` holds inf/NaN: the SVD would not
+        converge, and the trainer skips such a step as non-finite).
     """
     if x.dim() != 2 or x.numel() == 0:
         raise ValueError(f"effective_rank: expected a non-empty (N, D) matrix, got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        return torch.full((), float("nan"), device=x.device)
     s = torch.linalg.svdvals(x.double())
     total = s.sum()
     if total <= 0:
