@@ -40,6 +40,7 @@ from concerto3d.data.correspondence import (
 )
 from concerto3d.data.fusion import VoxelFusion, estimate_normals, mesh_vertex_normals, voxel_representatives
 from concerto3d.errors import Concerto3DError, FormatError, InputError
+from concerto3d.io.paths import ensure_output_dir
 from concerto3d.labels import IGNORE_INDEX, nyu40_to_scannet20
 
 log = logging.getLogger(__name__)
@@ -550,8 +551,7 @@ def preprocess(scans: str | os.PathLike, out: str | os.PathLike, frame_skip: int
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     jobs = find_scenes(scans, source, rgbd_preset, depth_scale)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_output_dir(out)  # a read-only, full or impossible folder fails now, not after the first scene
     for name in clean_stale_tmp(out):
         log.info("removed the unfinished %s of an earlier run", name)
     log.info("preprocess: %d scene(s) from %s into %s; options %s", len(jobs), scans, out, options)

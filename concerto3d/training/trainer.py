@@ -27,6 +27,7 @@ from torch import nn
 
 from concerto3d.config import TrainConfig, to_dict, to_yaml
 from concerto3d.errors import InputError
+from concerto3d.io.paths import ensure_output_dir
 from concerto3d.training import distributed as ddp
 from concerto3d.training.checkpoint import (list_checkpoints, load_latest_checkpoint, rng_state, save_checkpoint,
                                             set_rng_state)
@@ -213,7 +214,7 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
     from concerto3d.models.concerto import ConcertoModel, StepState
     from concerto3d.models.pretrained import save_model
 
-    run_dir = Path(run_dir)
+    run_dir = ensure_output_dir(run_dir, "run folder")  # unwritable: fail before data and model are built
     device = ddp.select_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = ddp.init_distributed(device)
     try:
