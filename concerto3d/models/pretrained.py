@@ -188,14 +188,14 @@ class PretrainedModel(nn.Module):
         feat = point_features(cloud, use.get("use_color", True), use.get("use_normal", True))
         del cloud
         coord = feat[:, :3]  # the centred coordinates (the first feature channels)
-        rows, inverse = np.arange(len(points)), None
+        inverse = None
         grid = float(use.get("grid_size", 0.0) or 0.0)
-        if grid > 0:
+        if grid > 0:  # encode one point per cell: the first of each
             cells = np.floor(coord / grid).astype(np.int64)
             _, rows, inverse = np.unique(cells, axis=0, return_index=True, return_inverse=True)
             inverse = inverse.reshape(-1)
+            coord, feat = coord[rows], feat[rows]
             del cells
-        coord, feat = coord[rows], feat[rows]  # the encoded points (copies; the full arrays are dropped)
         tiles = spatial_tiles(coord, int(tile_points), float(margin))
         out = np.empty((len(coord), self.point_encoder.out_channels), dtype=np.float32)
         for core, context in tiles:
@@ -203,7 +203,6 @@ class PretrainedModel(nn.Module):
             if len(tiles) > 1:  # a tile is centred on its own bounding box, as a training crop is
                 shift = (tile_coord.min(axis=0) + tile_coord.max(axis=0)) / 2
                 tile_coord = tile_coord - shift
-                tile_feat = tile_feat.copy()
                 tile_feat[:, :3] = tile_coord
             out[core] = self._encode(tile_coord, tile_feat)[np.searchsorted(context, core)]
         return out if inverse is None else out[inverse]
