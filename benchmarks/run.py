@@ -182,6 +182,99 @@ def bench_train(repeats: int, clouds: int, points: int, joint_steps: int) -> dic
     return {"rows": rows, **result}
 
 
+# -- joint training step by stage ----------------------------------------------------------------------------------
+def bench_stages(repeats: int, data: str | None) -> dict:
+    """CPU seconds per stage of the default joint step: the fast projection path vs the whole-head reference."""
+    import collections
+
+    import concerto3d.models.concerto as concerto
+    from concerto3d.config import load_config
+    from concerto3d.training.ema import ema_update
+    from concerto3d.training.trainer import build_optimizer
+    from train import synthetic_batch
+
+    cfg = load_config(None, ["device=cpu"])
+    batch = synthetic_batch(cfg)
+    fast_split = concerto._split_last_linear
+    rows = []
+
+    def profile(variant: str) -> dict:
+        concerto._split_last_linear = fast_split if variant == "fast" else (lambda head: (head, nn.Identity()))
+        torch.manual_seed(0)
+        model = concerto.ConcertoModel(cfg).train()
+        optimizer = build_optimizer(model, cfg.optim)
+        acc = collections.defaultdict(list)
+        parts = {"student point encoder": model.point_encoder, "teacher point encoder": model.teacher["point_encoder"],
+                 "image encoder (ViT)": model.image_encoder, "teacher prototype head": model.teacher["point_distill"],
+                 **{f"head {k}": m for k, m in model.heads.items()}}
+        for name, module in parts.items():
+            module.register_forward_pre_hook(lambda m, i: setattr(m, "_tic", time.process_time()))
+            module.register_forward_hook(lambda m, i, o, name=name: acc[name].append(time.process_time() - m._tic))
+        for step in range(repeats + 1):
+            acc_step = {}
+            cpu = time.process_time()
+            out = model(batch, concerto.StepState(step, 0.04))
+            acc_step["forward (all)"] = time.process_time() - cpu
+            cpu = time.process_time()
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            acc_step["backward"] = time.process_time() - cpu
+            cpu = time.process_time()
+            optimizer.step()
+            for teacher, student in model.ema_pairs():
+                ema_update(teacher, student, 0.996)
+            acc_step["AdamW + EMA"] = time.process_time() - cpu
+            for k, v in acc_step.items():
+                acc[k].append(v)
+        concerto._split_last_linear = fast_split
+        return {k: statistics.median(v[1:] if len(v) > 1 else v) for k, v in acc.items()}
+
+    before, after = profile("reference"), profile("fast")
+    rows.append(f"joint step by stage, CPU s ({torch.get_num_threads()} threads): reference projection -> fast")
+    for k in before:  # the fast path calls point_proj's layers, not the head: its cost is in the losses then
+        rows.append(f"  {k:<28}{before[k]:7.3f} -> " + (f"{after[k]:7.3f}" if k in after else "  (in forward)"))
+    total_b = before["forward (all)"] + before["backward"] + before["AdamW + EMA"]
+    total_a = after["forward (all)"] + after["backward"] + after["AdamW + EMA"]
+    rows.append(f"  {'step total':<28}{total_b:7.3f} -> {total_a:7.3f}")
+    result = {"joint_step_cpu_s_reference": round(total_b, 3), "joint_step_cpu_s_fast": round(total_a, 3)}
+    if data:
+        result.update(trainer_profile(cfg, data, rows))
+    return {"rows": rows, **result}
+
+
+def trainer_profile(cfg, data: str, rows: list[str], steps: int = 4) -> dict:
+    """cProfile of the real trainer on preprocessed scenes: where a step's time goes, data loading included."""
+    import cProfile
+    import pstats
+
+    from concerto3d.config import apply_overrides
+    from concerto3d.training.trainer import train
+
+    cfg = apply_overrides(cfg, [f"steps={steps}", f"checkpoint_every={steps}"])
+    prof = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as run:
+        prof.runcall(train, cfg, data, run)
+    stats = pstats.Stats(prof).stats
+    wanted = {"__getitem__": "data: SceneDataset.__getitem__", "collate_scenes": "data: collate_scenes",
+              "forward": "ConcertoModel.forward", "backward": "loss.backward", "step": "optimizer.step",
+              "save_checkpoint": "checkpoint", "ema_update": "EMA"}
+    found = {}
+    for (path, _, func), (_, _, _, cum, _) in stats.items():
+        if func in wanted and ("concerto3d" in path or func in ("backward", "step")):
+            label = wanted[func]
+            if func == "forward" and not path.endswith("concerto.py"):
+                continue
+            if func == "step" and "optim" not in path:
+                continue
+            found[label] = max(found.get(label, 0.0), cum)
+    total = max(cum for (_, _, _, cum, _) in stats.values())
+    rows.append(f"trainer on {data}, {steps} steps (cProfile, cumulative s of {total:.1f} s):")
+    for label, sec in sorted(found.items(), key=lambda kv: -kv[1]):
+        rows.append(f"  {label:<34}{sec:7.2f}")
+    return {"trainer_data_s_per_step": round((found.get("data: SceneDataset.__getitem__", 0)
+                                              + found.get("data: collate_scenes", 0)) / steps, 3)}
+
+
 # -- preprocessing vs decoding -------------------------------------------------------------------------------------
 def bench_preprocess(frames: int, repeats: int) -> dict:
     import preprocess as prep_bench
@@ -238,8 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs (< 10 min, 2 cores)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (set explicitly: 1 on a shared box)")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--only", nargs="+", choices=("fps", "train", "preprocess", "embed"),
-                        default=["fps", "train", "preprocess", "embed"])
+    parser.add_argument("--only", nargs="+", choices=("fps", "train", "preprocess", "embed", "stages"),
+                        default=["fps", "train", "preprocess", "embed"], help="stages (opt-in): the joint step's "
+                        "profile by stage, fast path vs reference, and the trainer's with --data")
+    parser.add_argument("--data", help="preprocessed scenes for the trainer profile of --only stages")
     parser.add_argument("--embed-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.embed_child:
@@ -256,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": lambda: bench_train(repeats, 4, 16384, joint_steps=2 if args.quick else 5),
         "preprocess": lambda: bench_preprocess(20 if args.quick else 100, 1 if args.quick else 3),
         "embed": lambda: bench_embed(1_000_000, args.threads),
+        "stages": lambda: bench_stages(repeats, args.data),
     }
     for name in args.only:
         start = time.perf_counter()
