@@ -1,6 +1,7 @@
 """``kill -9`` of ``concerto3d train`` at several moments: rerunning with ``--resume`` finishes the job with the
-losses of an uninterrupted run (CPU, one thread: identical numbers), and no checkpoint is ever half-written (the
-resumed run loads the newest one; a damaged newest falls back to the previous with a warning)."""
+losses of an uninterrupted run (CPU, one thread: identical numbers), and no checkpoint is ever half-written (each
+resumed run loads the newest one without complaint; tests/training/test_checkpoint.py covers the fallback from a
+damaged newest checkpoint). Marked ``soak`` (about 2 minutes): ``pytest -m soak tests/reliability``."""
 
 import csv
 import os
