@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     benches = {
         "fps": lambda: bench_fps([8192, 32768, 100000], repeats, cluster_max=8192 if args.quick else 32768),
-        "train": lambda: bench_train(repeats, 4, 16384, joint_steps=2 if args.quick else 5),
+        "train": lambda: bench_train(2 if args.quick else repeats, 4, 16384, joint_steps=2 if args.quick else 5),
         "preprocess": lambda: bench_preprocess(20 if args.quick else 100, 1 if args.quick else 3),
         "embed": lambda: bench_embed(1_000_000, args.threads),
         "stages": lambda: bench_stages(repeats, args.data),
