@@ -102,7 +102,7 @@ def command_lines(draw, paths: list[str]):
     return argv
 
 
-def test_generated_command_lines(bad_paths, capsys, tmp_path_factory):
+def test_generated_command_lines(bad_paths, capsys):
     paths = [p for k, p in bad_paths.items() if k not in ("junk.yaml", "list.yaml")] + \
         [bad_paths["junk.yaml"], bad_paths["list.yaml"]]
     outcomes = {"usage": 0, "error": 0}

@@ -13,7 +13,8 @@ from concerto3d.errors import Concerto3DError
 from concerto3d.io.frames import FrameSkip, RGBDFrame, is_valid_pose
 from concerto3d.io.geometry_files import read_intrinsics, read_pose, write_matrix
 from concerto3d.io.images import write_color_png, write_depth_png
-from concerto3d.io.ply import Mesh, read_mesh_ply, read_point_cloud, read_vertex_labels_ply, write_labels_ply
+from concerto3d.io.ply import (Mesh, read_mesh_ply, read_point_cloud, read_vertex_labels_ply, write_labels_ply,
+                               write_mesh_ply)
 from concerto3d.io.rgbd_folder import RGBDFolderSource
 from concerto3d.io.scannet import read_aggregation_json, read_label_table, read_segs_json, write_label_table
 from concerto3d.io.sens import SensFrameSource, SensWriter
@@ -34,8 +35,6 @@ def pristine(tmp_path_factory):
     mesh = Mesh(rng.uniform(0, 1, (6, 3)).astype(np.float32), rng.integers(0, 255, (6, 3), dtype=np.uint8),
                 np.array([[0, 1, 2], [2, 3, 4], [3, 4, 5]], np.int32))
     write_labels_ply(root / "a.labels.ply", mesh, np.array([1, 2, 3, 4, 5, 40]))
-    from concerto3d.io.ply import write_mesh_ply
-
     write_mesh_ply(root / "a.ply", mesh)
     write_label_table(root / "labels.tsv", [{"raw_category": "wall", "nyu40id": 1},
                                             {"raw_category": "chair", "nyu40id": 5},
