@@ -18,8 +18,9 @@ points with colours, 1 torch thread, CPU, ``python benchmarks/embed.py --tile-po
         100000     45.3    123.0        8132           825   (the default; ~22k points per CPU second)
        1000000     48.7     97.8       10229          2603   (one tile: the untiled encoder)
 
-366 MiB of each peak is the (1M, 96) float32 result itself; the tiled peak stays about the same for larger clouds
-(one tile's activations), the untiled one grows with the cloud. Tiles of 50k spend ~50% more CPU on their margins.
+366 MiB of each peak is the (1M, 96) float32 result itself. Beyond the arrays that grow with the cloud (input,
+features, result: ~0.45 KiB per point), the tiled peak is one tile's activations, whatever the cloud's size; the
+untiled one grows with the cloud (~2.2 KiB per point more). Tiles of 50k spend ~50% more CPU on their margins.
 """
 
 from __future__ import annotations
