@@ -2,7 +2,7 @@
 
 The kernel is this test's own interpreter: a kernelspec written under tmp_path is put first on JUPYTER_PATH under a
 name of its own, so neither a user's ``python3`` kernelspec nor a missing one in a fresh ``.venv`` can pick another
-Python.
+Python. The notebook's sizes come from QUICKSTART_* environment variables, which the kernel inherits.
 """
 
 import json
@@ -42,8 +42,12 @@ def own_kernel(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs_tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_PATH", str(own_kernel(tmp_path / "jupyter")))
+    # connection files and IPython's profile under tmp_path too: a CI home may be read-only
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter" / "runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     for name, value in TINY.items():
         monkeypatch.setenv(f"QUICKSTART_{name}", value)
     monkeypatch.setenv("QUICKSTART_OUT", str(tmp_path / "quickstart"))
