@@ -38,6 +38,24 @@ def _load(name: str):
     return importlib.import_module(module)
 
 
+def accept_trailing_overrides(parser: argparse.ArgumentParser) -> None:
+    """Let ``key=value`` overrides stand anywhere, also after options (``DATA --out RUN --steps 9 optim.lr=1e-3``).
+
+    argparse fills a positional at its first occurrence, so overrides written after an option come back as
+    unrecognised arguments. This parser's ``parse_known_args`` (what the top-level parser calls for a subcommand)
+    moves them back into ``args.overrides``. Applied to every subcommand that has an ``overrides`` positional.
+    """
+    parse_known_args = parser.parse_known_args
+
+    def parse(args=None, namespace=None):
+        namespace, extras = parse_known_args(args, namespace)
+        overrides = [a for a in extras if "=" in a and not a.startswith("-")]
+        namespace.overrides = list(getattr(namespace, "overrides", None) or []) + overrides
+        return namespace, [a for a in extras if a not in overrides]
+
+    parser.parse_known_args = parse
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="concerto3d", description="Joint 2D-3D self-supervised learning on indoor RGB-D scans.")
@@ -50,6 +68,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             _load(name).add_arguments(p)
+            if any(action.dest == "overrides" for action in p._actions):
+                accept_trailing_overrides(p)
     return parser
 
 

@@ -53,3 +53,11 @@ def test_python_dash_m_runs_the_same_cli():
     result = subprocess.run([sys.executable, "-m", "concerto3d", "--version"], capture_output=True, text=True)
     assert result.returncode == 0
     assert result.stdout.startswith("concerto3d ")
+
+
+@pytest.mark.parametrize("name", ["train", "ablate"])
+def test_overrides_may_follow_options(name):
+    args = cli.build_parser([name, "DATA", "--out", "RUN", "--steps", "3", "batch_size=4", "optim.lr=1e-3"]) \
+        .parse_args([name, "DATA", "--out", "RUN", "--steps", "3", "batch_size=4", "optim.lr=1e-3"])
+    assert args.overrides == ["batch_size=4", "optim.lr=1e-3"]
+    assert args.steps == 3

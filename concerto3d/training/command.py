@@ -26,25 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(unless --config is given)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. optim.lr=1e-3 objective.temperature=0.1 batch_size=4")
-    _collect_trailing_overrides(parser)
-
-
-def _collect_trailing_overrides(parser: argparse.ArgumentParser) -> None:
-    """Accept ``key=value`` overrides anywhere, also after options (``DATA --out RUN --steps 9 optim.lr=1e-3``).
-
-    argparse fills all positionals at their first occurrence, so overrides written after an option come back as
-    unrecognised arguments. This parser's ``parse_known_args`` (what the ``concerto3d`` top-level parser calls for
-    a subcommand) moves those back into ``args.overrides``.
-    """
-    parse_known_args = parser.parse_known_args
-
-    def parse(args=None, namespace=None):
-        namespace, extras = parse_known_args(args, namespace)
-        overrides = [a for a in extras if "=" in a and not a.startswith("-")]
-        namespace.overrides = list(namespace.overrides or []) + overrides
-        return namespace, [a for a in extras if a not in overrides]
-
-    parser.parse_known_args = parse
 
 
 def run(args: argparse.Namespace) -> int:
