@@ -41,6 +41,7 @@ import numpy as np
 
 from concerto3d.errors import InputError
 from concerto3d.labels import IGNORE_INDEX, NUM_CLASSES_20, SCANNET20_NAMES
+from concerto3d.evaluation.metrics import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -428,24 +429,11 @@ def probe_features(feats: SplitFeatures, epochs: int = 100, lr: float = 1e-2, se
     }
 
 
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
 
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
+    tmp.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)  # a reader (or a resumed ablation) never sees half a file
 
 

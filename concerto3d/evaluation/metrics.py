@@ -120,3 +120,18 @@ def format_iou_table(conf, class_names: tuple[str, ...] | list[str]) -> str:
     lines.append(f"{'mAcc':<{width}}  {100 * mean_class_accuracy(conf):6.2f}")
     lines.append(f"{'overall acc':<{width}}  {100 * overall_accuracy(conf):6.2f}")
     return "\n".join(lines)
+
+
+def json_safe(obj):
+    """NaN/inf floats -> None, numpy scalars -> Python values, keys -> str, recursively (for strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj

@@ -21,6 +21,7 @@ import numpy as np
 
 from concerto3d.errors import InputError
 from concerto3d.labels import IGNORE_INDEX, NUM_CLASSES_20, SCANNET20_NAMES
+from concerto3d.evaluation.metrics import json_safe
 
 if TYPE_CHECKING:
     from concerto3d.evaluation.linear_probe import ProbeResult
@@ -165,18 +166,6 @@ def run_probe(model, data_dir, epochs: int = 20, lr: float = 1e-2, seed: int = 0
     return summary, result
 
 
-def _json_safe(obj):
-    """NaN/inf floats -> None, numpy scalars -> Python numbers, recursively (strict JSON)."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
 
 def run(args: argparse.Namespace) -> int:
     from concerto3d.evaluation.metrics import format_iou_table
@@ -205,6 +194,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n")
+        out.write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
         log.info("wrote %s", out)
     return 0
