@@ -12,17 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from concerto3d.errors import FormatError, InputError
+from concerto3d.io.paths import read_text_file
 
 
 def _read_numbers(path: str | os.PathLike, what: str) -> np.ndarray:
     """All whitespace- or comma-separated numbers of a text file, in order, as float64 (inf/nan allowed)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise FormatError(f"cannot read the {what} file as text ({type(err).__name__})", path) from None
+    text = read_text_file(path, what)
     lines = [line.split("#", 1)[0] for line in text.splitlines()]
     tokens = " ".join(lines).replace(",", " ").split()
     if not tokens:

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from concerto3d.errors import InputError
+from concerto3d.errors import FormatError, InputError
 
 
 def ensure_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
@@ -29,3 +29,14 @@ def ensure_output_dir(path: str | os.PathLike, what: str = "output folder") -> P
     except OSError as err:
         raise InputError(f"cannot write the {what} ({err.strerror or type(err).__name__})", path) from None
     return path
+
+
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """The UTF-8 text of a small input file; a missing or undecodable file is a one-line error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file not found", path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise FormatError(f"cannot read the {what} file as text ({type(err).__name__})", path) from None

@@ -31,6 +31,7 @@ from concerto3d.io.frames import (SKIP_MISSING_COLOR, SKIP_MISSING_DEPTH, SKIP_M
                                   check_step, load_frame)
 from concerto3d.io.geometry_files import read_intrinsics
 from concerto3d.io.images import check_depth_scale
+from concerto3d.io.paths import read_text_file
 from concerto3d.labels import NYU40_NAMES, nyu40_to_scannet20
 
 log = logging.getLogger(__name__)
@@ -159,12 +160,7 @@ class SegGroup:
 
 def _read_json(path: str | os.PathLike, what: str):
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise FormatError(f"cannot read the {what} file ({type(err).__name__})", path) from None
+    text = read_text_file(path, what)
     if not text.strip():
         raise FormatError(f"{what} file is empty", path)
     try:
