@@ -7,7 +7,8 @@ Each subcommand lives in the package folder that does the work, as a module with
 
 The modules are imported only when their subcommand runs, so ``concerto3d --help`` stays fast and a heavy import
 (torch, open3d) is paid only by the job that needs it. Errors the user caused (:class:`Concerto3DError`) print one
-line and exit with status 2, without a traceback.
+line and exit with status 2, without a traceback; so does a full disk (or file size limit, or read-only file system)
+in any write.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 
 from concerto3d import __version__
 from concerto3d.errors import Concerto3DError
+from concerto3d.io.paths import output_write_error
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -95,4 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"concerto3d {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (OSError, RuntimeError) as err:  # a full disk in a write that no step turned into its own error
+        full = output_write_error(err, None)
+        if full is None:
+            raise
+        print(f"concerto3d {args.command}: error: {full}", file=sys.stderr)
+        return 2
     return int(code or 0)

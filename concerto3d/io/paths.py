@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -29,6 +30,32 @@ def ensure_output_dir(path: str | os.PathLike, what: str = "output folder") -> P
     except OSError as err:
         raise InputError(f"cannot write the {what} ({err.strerror or type(err).__name__})", path) from None
     return path
+
+
+# errno values only a write can cause: the disk or the quota is full, the file grew past the process's size limit,
+# the file system is read-only. Every later write fails the same way, so a job stops at the first one.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
+
+
+def output_write_error(err: BaseException, path: str | os.PathLike | None,
+                       what: str = "output") -> InputError | None:
+    """The one-line error for a write that failed for lack of room (or a read-only disk); None for other errors.
+
+    The exception's chain is searched too: ``torch.save`` reports a failed write as a RuntimeError raised while
+    handling the OSError.
+
+    Args:
+        err: the exception the write raised.
+        path: the file or folder to name in the message (the OSError's own file name when None).
+        what: what was being written ("checkpoint", "output folder").
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in WRITE_ERRNOS:
+            return InputError(f"cannot write the {what} ({seen.strerror or os.strerror(seen.errno)})",
+                              path if path is not None else seen.filename)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def read_text_file(path: str | os.PathLike, what: str) -> str:

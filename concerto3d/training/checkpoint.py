@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from concerto3d.errors import FormatError
+from concerto3d.io.paths import output_write_error
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any], step: int
         keep: how many checkpoints to keep, >= 1.
     Returns:
         The path of the new checkpoint.
+    Raises:
+        InputError: the disk is full (or the file size limit reached); nothing of the new checkpoint is left.
     """
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
@@ -116,9 +119,12 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any], step: int
             os.fsync(fh.fileno())
         _atomic_write_text(final.with_name(final.name + ".sha256"), _sha256(Path(tmp)) + "\n")
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = output_write_error(err, final, "checkpoint")  # a full disk: one line, the older checkpoints kept
+        if full is not None:
+            raise full from None
         raise
     _fsync_dir(final.parent)
     for old in list_checkpoints(run_dir)[:-keep]:

@@ -273,7 +273,7 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
         step = start_step
         interrupted = False
         model.train()
-        with StopRequest() as stop:
+        with StopRequest() as stop, bar:  # the bar ends its line also when a step raises
             for step in range(start_step, cfg.steps):
                 tic = time.perf_counter()
                 # -- batch -----------------------------------------------------------------------------------
