@@ -27,7 +27,7 @@ from concerto3d.errors import FormatError, InputError
 from concerto3d.io.frames import (SKIP_INVALID_POSE, SKIP_UNREADABLE_COLOR, SKIP_UNREADABLE_DEPTH, FrameSkip,
                                   RGBDFrame, check_step, is_valid_pose)
 from concerto3d.io.geometry_files import check_intrinsics
-from concerto3d.io.images import decode_color_bytes, depth_to_metres, encode_color_jpeg
+from concerto3d.io.images import decode_color_bytes, decode_color_bytes_reduced, depth_to_metres, encode_color_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -305,21 +305,36 @@ class SensReader:
 
     def decode_color(self, raw: SensRawFrame) -> np.ndarray:
         """A frame's colour -> (color_height, color_width, 3) uint8 RGB. FormatError when it does not decode."""
+        return self.decode_color_reduced(raw, None)[0]
+
+    def decode_color_reduced(self, raw: SensRawFrame, min_size: tuple[int, int] | None) -> tuple[np.ndarray, int]:
+        """A frame's colour decoded at ``1 / s`` of its size (see
+        :func:`concerto3d.io.images.decode_color_bytes_reduced`; JPEG only, other payloads and ``min_size=None``
+        give ``s = 1``, the full decode).
+
+        Returns:
+            (ceil(color_height / s), ceil(color_width / s), 3) uint8 RGB, and s.
+        Raises:
+            FormatError: the payload does not decode or its size is not the header's.
+        """
         h = self.header
+        scale = 1
         try:
             if h.color_compression == 0:
                 color = np.frombuffer(raw.color_bytes, dtype=np.uint8)
                 if color.size != h.color_height * h.color_width * 3:
                     raise ValueError(f"raw colour has {color.size} bytes")
                 color = color.reshape(h.color_height, h.color_width, 3).copy()
-            else:
+            elif min_size is None:
                 color = decode_color_bytes(raw.color_bytes)
+            else:
+                color, scale = decode_color_bytes_reduced(raw.color_bytes, min_size)
         except ValueError as err:
             raise FormatError(f"frame {raw.index}: {err}", self.path) from None
-        if color.shape[:2] != (h.color_height, h.color_width):
-            raise FormatError(f"frame {raw.index}: colour is {color.shape[1]}x{color.shape[0]}, "
+        if color.shape[:2] != (-(-h.color_height // scale), -(-h.color_width // scale)):
+            raise FormatError(f"frame {raw.index}: colour is {color.shape[1]}x{color.shape[0]} at 1/{scale}, "
                               f"header says {h.color_width}x{h.color_height}", self.path)
-        return color
+        return color, scale
 
     def decode_depth(self, raw: SensRawFrame) -> np.ndarray:
         """A frame's depth -> (depth_height, depth_width) uint16 raw units (metres = value / depth_shift).
@@ -381,19 +396,30 @@ class SensFrameSource:
     def __repr__(self) -> str:
         return f"SensFrameSource({str(self.path)!r}, frames={len(self)})"
 
-    def iter_frames(self, step: int = 1) -> Iterator[RGBDFrame | FrameSkip]:
-        """Yield ``RGBDFrame`` (depth in metres) or ``FrameSkip`` for frames with ``index % step == 0``."""
+    def iter_frames(self, step: int = 1, color_min_size: tuple[int, int] | None = None
+                    ) -> Iterator[RGBDFrame | FrameSkip]:
+        """Yield ``RGBDFrame`` (depth in metres) or ``FrameSkip`` for frames with ``index % step == 0``.
+
+        Args:
+            step: keep every ``step``-th frame.
+            color_min_size: (height, width) the colour is going to be downscaled to, or None. When given, JPEG
+                colour is decoded at 1/2, 1/4 or 1/8 of its size where both sides stay >= this (much cheaper; the
+                pixels are close to, not equal to, a full decode's box reduction:
+                :func:`concerto3d.io.images.decode_color_bytes_reduced`), and the frame's ``intrinsic_color``
+                is that of the reduced image.
+        """
         self.num_skipped = 0
         with SensReader(self.path) as reader:
             h = reader.header
             k_color, k_depth = h.intrinsic_color[:3, :3].copy(), h.intrinsic_depth[:3, :3].copy()
+            k_reduced = {1: k_color}
             for raw in reader.iter_raw(step):
                 skip = None
                 if not is_valid_pose(raw.camera_to_world):
                     skip = SKIP_INVALID_POSE
                 else:
                     try:
-                        color = reader.decode_color(raw)
+                        color, scale = reader.decode_color_reduced(raw, color_min_size)
                     except FormatError as err:
                         skip = SKIP_UNREADABLE_COLOR
                         log.warning("skipping a frame: %s", err)
@@ -407,4 +433,18 @@ class SensFrameSource:
                     self.num_skipped += 1
                     yield FrameSkip(raw.index, skip)
                     continue
-                yield RGBDFrame(raw.index, color, depth, raw.camera_to_world, k_color.copy(), k_depth.copy())
+                if scale not in k_reduced:
+                    k_reduced[scale] = reduced_intrinsics(k_color, scale)
+                yield RGBDFrame(raw.index, color, depth, raw.camera_to_world, k_reduced[scale].copy(), k_depth.copy())
+
+
+def reduced_intrinsics(K: np.ndarray, scale: int) -> np.ndarray:
+    """(3, 3) intrinsics of an image reduced by ``scale`` in blocks (pixel ``u`` of the result covers full-size
+    pixels ``[s u, s u + s)``): with pixel centres at integer coordinates, ``x -> (x + 0.5) / s - 0.5``, so ``fx,
+    fy, skew`` divide by ``s`` and ``c -> (c + 0.5) / s - 0.5`` (the convention of
+    :func:`concerto3d.data.correspondence.scale_intrinsics_to_size`)."""
+    out = np.array(K, dtype=np.float64)
+    out[0, :2] /= scale
+    out[1, 1] /= scale
+    out[:2, 2] = (out[:2, 2] + 0.5) / scale - 0.5
+    return out
