@@ -32,13 +32,13 @@ LIMIT = 32 * 1024  # bytes: more than the small files (meta.json, metrics.csv, c
 
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: a preexec_fn should only make system calls
 
 
 def _drop_permission_bypass() -> None:
     """preexec_fn: after exec, root no longer writes where the file modes forbid it (Linux)."""
-    libc = ctypes.CDLL(None, use_errno=True)
     for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+        if _LIBC.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
