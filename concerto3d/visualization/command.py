@@ -4,7 +4,8 @@ SCENE is one preprocessed scene folder (data/README.md §3). The trained model e
 input colours | ground-truth labels | PCA colours of the features | cosine similarity to a query point, all from one
 camera. ``--ply`` writes the PCA-coloured cloud; ``--frame K`` writes a second PNG with the correspondences of frame
 K drawn on its image (points coloured by depth) and prints how far the stored pixels lie from the reprojected points;
-``--interactive`` opens an Open3D window (keys 1-4 switch colourings, P picks a new query point).
+``--interactive`` opens an Open3D window at the panel's camera with the same cut-away (keys 1-4 switch colourings,
+C turns the cut-away on/off, P picks a new query point).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="PNG", help="write the panel here")
     parser.add_argument("--ply", metavar="PLY", help="write the PCA-coloured point cloud here")
     parser.add_argument("--interactive", action="store_true",
-                        help="open an Open3D window: keys 1-4 switch colourings, P picks a query point")
+                        help="open an Open3D window: keys 1-4 switch colourings, C turns the cut-away on/off, "
+                        "P picks a query point")
     parser.add_argument("--query", metavar="INDEX", type=int, default=None,
                         help="point index of the similarity query (default: the point nearest the median)")
     parser.add_argument("--frame", metavar="K", type=int, default=None,
@@ -37,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--point-size", type=float, default=3.0, help="rendered point size in pixels")
     parser.add_argument("--no-cull", action="store_true",
                         help="draw every point (default: hide points whose normal faces away from the camera, "
-                        "i.e. the ceiling and near walls, for a look inside the room)")
+                        "i.e. the ceiling and near walls, for a look inside the room; in the --interactive window "
+                        "the C key turns this cut-away on and off)")
     parser.add_argument("--max-points", type=int, default=None,
                         help="embed at most this many points and interpolate the rest (default: all)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
@@ -121,32 +124,113 @@ def has_display() -> bool:
     return True
 
 
-def interactive_view(coord, normal, features, colorings: dict[str, np.ndarray], query_index: int) -> bool:
-    """Open3D viewer. Keys 1..n switch between ``colorings`` ((N, 3) in [0, 1] each); P closes the view and opens a
-    picking window (shift + left click a point, then close it) whose last pick becomes the similarity query.
-    Returns False when the window cannot be created."""
+WINDOW_SIZE = (1280, 800)  # pixels of the interactive windows
+
+
+def start_view(coord, normal, cull: bool = True, query_index: int | None = None,
+               size: tuple[int, int] = WINDOW_SIZE):
+    """The first view of the interactive window: the panel's camera (``render.fit_camera``, from outside the room
+    looking down at 45 degrees) and which points its cut-away keeps (``render.facing_camera``: the ceiling and the
+    near walls show their backs and are left out).
+
+    Args:
+        coord: (N, 3) float points.
+        normal: (N, 3) float normals or None; rows of zeros count as facing the camera.
+        cull: False keeps every point (``--no-cull``).
+        query_index: a point kept in any case (the similarity query).
+        size: (width, height) of the window.
+    Returns:
+        (``render.Camera``, (N,) bool points kept by the cut-away).
+    """
+    from concerto3d.visualization.render import facing_camera, fit_camera
+
+    coord = np.asarray(coord, dtype=np.float64)
+    camera = fit_camera(coord, aspect=size[0] / size[1])
+    keep = np.ones(len(coord), dtype=bool)
+    if cull and normal is not None:
+        keep = facing_camera(coord, normal, camera)
+    if query_index is not None:
+        keep[query_index] = True
+    return camera, keep
+
+
+def view_control_parameters(camera, extent: float) -> dict:
+    """Open3D ``ViewControl`` settings that reproduce ``camera`` (a ``render.Camera``).
+
+    Open3D puts the eye at ``lookat + front * zoom * extent / tan(fov / 2)`` (``extent``: the largest side of the
+    bounding box of the window's geometry; ``fov``: its own vertical field of view), so the zoom that shows the
+    same height at the looked-at point as ``camera`` is ``distance * tan(camera.fov / 2) / extent``.
+
+    Returns:
+        {"front": (3,), "lookat": (3,), "up": (3,), "zoom": float}.
+    """
+    eye, center = np.asarray(camera.eye, dtype=np.float64), np.asarray(camera.center, dtype=np.float64)
+    distance = float(np.linalg.norm(eye - center))
+    zoom = distance * np.tan(np.radians(camera.fov_deg) / 2) / max(float(extent), 1e-9)
+    return {"front": (eye - center) / distance, "lookat": center, "up": np.asarray(camera.up, dtype=np.float64),
+            "zoom": float(np.clip(zoom, 0.02, 2.0))}  # Open3D's zoom range
+
+
+def _set_view(vis, camera, points: np.ndarray) -> None:
+    view = view_control_parameters(camera, float(np.max(points.max(axis=0) - points.min(axis=0))))
+    control = vis.get_view_control()
+    control.set_lookat(view["lookat"])
+    control.set_front(view["front"])
+    control.set_up(view["up"])
+    control.set_zoom(view["zoom"])
+
+
+def interactive_view(coord, normal, features, colorings: dict[str, np.ndarray], query_index: int,
+                     cull: bool = True) -> bool:
+    """Open3D viewer. Keys 1..n switch between ``colorings`` ((N, 3) in [0, 1] each); C turns the cut-away on and
+    off; P closes the view and opens a picking window (shift + left click a point, then close it) whose last pick
+    becomes the similarity query.
+
+    The windows open at the panel's camera with the cut-away on (see :func:`start_view`): the points whose normals
+    face away from that camera (the ceiling, the near walls) are left out so the inside of the room shows. With
+    ``cull=False``, or normals all zero, every point is drawn. The picking window shows the points of the key
+    window (cut away or not); its picks are mapped back to indices of ``coord``.
+    Returns False when the window cannot be created.
+    """
     import open3d as o3d
 
     from concerto3d.visualization.pca import similarity_colors
 
+    coord = np.asarray(coord, dtype=np.float64)
+    normal = np.asarray(normal, dtype=np.float64)
     names = list(colorings)
-    state = {"shown": 0, "pick": False}
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(coord, dtype=np.float64)))
-    cloud.normals = o3d.utility.Vector3dVector(np.asarray(normal, dtype=np.float64))
+    camera, keep = start_view(coord, normal, cull, query_index)
+    state = {"shown": 0, "pick": False, "cut": not keep.all()}
+    cloud = o3d.geometry.PointCloud()
+
+    def fill(i):
+        """Put the points of the current cut-away state, coloured by colouring ``i``, into ``cloud``."""
+        idx = np.flatnonzero(keep) if state["cut"] else np.arange(len(coord))
+        cloud.points = o3d.utility.Vector3dVector(coord[idx])
+        cloud.normals = o3d.utility.Vector3dVector(normal[idx])
+        cloud.colors = o3d.utility.Vector3dVector(colorings[names[i]][idx].astype(np.float64))
+        return idx
+
     keys = ", ".join(f"{i + 1} {n}" for i, n in enumerate(names))
     while True:
-        cloud.colors = o3d.utility.Vector3dVector(colorings[names[state["shown"]]].astype(np.float64))
+        fill(state["shown"])
         vis = o3d.visualization.VisualizerWithKeyCallback()
-        if not vis.create_window(f"concerto3d: {keys}; P pick query; Q quit", 1280, 800):
+        if not vis.create_window(f"concerto3d: {keys}; C cut-away; P pick query; Q quit", *WINDOW_SIZE):
             return False
 
         def show(i):
             def callback(v):
                 state["shown"] = i
-                cloud.colors = o3d.utility.Vector3dVector(colorings[names[i]].astype(np.float64))
+                fill(i)
                 v.update_geometry(cloud)
                 return True
             return callback
+
+        def toggle_cut(v):
+            state["cut"] = not state["cut"]
+            fill(state["shown"])
+            v.update_geometry(cloud)
+            return True
 
         def pick(v):
             state["pick"] = True
@@ -155,22 +239,28 @@ def interactive_view(coord, normal, features, colorings: dict[str, np.ndarray], 
 
         for i in range(len(names)):
             vis.register_key_callback(ord(str(i + 1)), show(i))
+        vis.register_key_callback(ord("C"), toggle_cut)
         vis.register_key_callback(ord("P"), pick)
         vis.add_geometry(cloud)
-        print(f"keys: {keys}; P: pick a new query point; Q: quit")
+        _set_view(vis, camera, np.asarray(cloud.points))
+        print(f"keys: {keys}; C: cut-away on/off (hides the ceiling and near walls); P: pick a new query point; "
+              "Q: quit")
         vis.run()
         vis.destroy_window()
         if not state["pick"]:
             return True
         state["pick"] = False
+        idx = fill(state["shown"])
         editor = o3d.visualization.VisualizerWithEditing()
-        editor.create_window("concerto3d: shift + left click the query point, then close this window", 1280, 800)
+        editor.create_window("concerto3d: shift + left click the query point, then close this window", *WINDOW_SIZE)
         editor.add_geometry(cloud)
+        _set_view(editor, camera, np.asarray(cloud.points))
         editor.run()
         editor.destroy_window()
         picked = editor.get_picked_points()
         if picked:
-            query_index = int(picked[-1])
+            query_index = int(idx[picked[-1]])
+            keep[query_index] = True
             colorings["similarity"] = similarity_colors(features, query_index)
             state["shown"] = names.index("similarity")
             print(f"query point: {query_index}")
@@ -224,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     if args.interactive:
         colorings = {"input": scene.color.astype(np.float32) / 255.0, "labels": label_colors(scene.segment20),
                      "pca": pca, "similarity": similarity_colors(features, query)}
-        if not interactive_view(scene.coord, scene.normal, features, colorings, query):
+        if not interactive_view(scene.coord, scene.normal, features, colorings, query, cull=not args.no_cull):
             print("concerto3d visualize: could not open a window on this display", file=sys.stderr)
             return 1
     return 0

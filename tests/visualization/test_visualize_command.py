@@ -125,19 +125,27 @@ def test_nothing_to_do_and_missing_scene(scene, tmp_path, stand_in, capsys):
     assert main(["visualize", str(tmp_path / "missing"), "--model", "RUN", "--out", "x.png"]) == 2
 
 
-def test_interactive_viewer_switches_colourings_and_picks_a_query(monkeypatch):
-    """Open3D's windows replaced by fakes that press keys: 2 (labels), P (pick), then shift-click point 7."""
+class FakeViewControl:
+    def __init__(self):
+        self.view = {}
+
+    def __getattr__(self, name):  # set_lookat, set_front, set_up, set_zoom: remember the value
+        if not name.startswith("set_"):
+            raise AttributeError(name)
+        return lambda value: self.view.__setitem__(name[4:], np.asarray(value, dtype=float))
+
+
+def fake_windows(monkeypatch, presses, picks):
+    """Replace Open3D's windows by fakes: each key window presses the keys of the next entry of ``presses``; each
+    picking window returns the next entry of ``picks`` (indices into the cloud it was given). Returns the list of
+    (points, colours, view) on screen when each key window closes."""
     import open3d as o3d
 
-    from concerto3d.visualization.command import interactive_view
-    from concerto3d.visualization.pca import similarity_colors
-
-    shown = []  # the colours on screen when each key window closes
-    presses = [["2", "P"], []]
+    shown = []
 
     class FakeKeyWindow:
         def create_window(self, *args):
-            self.callbacks = {}
+            self.callbacks, self.control = {}, FakeViewControl()
             return True
 
         def register_key_callback(self, key, callback):
@@ -149,30 +157,112 @@ def test_interactive_viewer_switches_colourings_and_picks_a_query(monkeypatch):
         def update_geometry(self, cloud):
             pass
 
+        def get_view_control(self):
+            return self.control
+
         def close(self):
             pass
 
         def run(self):
             for key in presses.pop(0):
                 self.callbacks[ord(key)](self)
-            shown.append(np.asarray(self.cloud.colors).copy())
+            shown.append((np.asarray(self.cloud.points).copy(), np.asarray(self.cloud.colors).copy(),
+                          self.control.view))
 
         def destroy_window(self):
             pass
 
     class FakeEditor(FakeKeyWindow):
         def run(self):
-            pass
+            self.points = np.asarray(self.cloud.points).copy()
 
         def get_picked_points(self):
-            return [7]
+            return picks.pop(0)
 
     monkeypatch.setattr(o3d.visualization, "VisualizerWithKeyCallback", FakeKeyWindow)
     monkeypatch.setattr(o3d.visualization, "VisualizerWithEditing", FakeEditor)
+    return shown
+
+
+def test_interactive_viewer_switches_colourings_and_picks_a_query(monkeypatch):
+    """Keys 2 (labels), P (pick), then shift-click point 7; no normals, so nothing is cut away."""
+    from concerto3d.visualization.command import interactive_view
+    from concerto3d.visualization.pca import similarity_colors
+
+    shown = fake_windows(monkeypatch, presses=[["2", "P"], []], picks=[[7]])
     rng = np.random.default_rng(0)
     coord, feats = rng.normal(size=(20, 3)), rng.normal(size=(20, 5))
     colorings = {name: rng.uniform(size=(20, 3)).astype(np.float32) for name in ("input", "labels", "pca")}
     colorings["similarity"] = similarity_colors(feats, 0)
     assert interactive_view(coord, np.zeros((20, 3)), feats, colorings, 0)
-    np.testing.assert_allclose(shown[0], colorings["labels"], atol=1e-6)  # key 2
-    np.testing.assert_allclose(shown[1], similarity_colors(feats, 7), atol=1e-6)  # after picking point 7
+    np.testing.assert_allclose(shown[0][1], colorings["labels"], atol=1e-6)  # key 2
+    np.testing.assert_allclose(shown[1][1], similarity_colors(feats, 7), atol=1e-6)  # after picking point 7
+
+
+def box_room(n_side=6):
+    """Floor (z=0, normals up) and ceiling (z=2, normals down) of a 4 x 3 m room: (coord, normal, is_ceiling)."""
+    x, y = np.meshgrid(np.linspace(0, 4, n_side), np.linspace(0, 3, n_side))
+    floor = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], axis=1)
+    ceiling = floor + [0, 0, 2.0]
+    coord = np.concatenate([floor, ceiling])
+    normal = np.concatenate([np.tile([0, 0, 1.0], (len(floor), 1)), np.tile([0, 0, -1.0], (len(ceiling), 1))])
+    return coord, normal, np.arange(len(coord)) >= len(floor)
+
+
+def test_interactive_viewer_starts_at_the_panel_camera_with_the_ceiling_cut_away(monkeypatch, capsys):
+    """First view: the panel's camera, ceiling left out; C brings it back, C again hides it; a pick in the cut-away
+    cloud becomes the index of that point in the whole scene."""
+    from concerto3d.visualization.command import WINDOW_SIZE, interactive_view, view_control_parameters
+    from concerto3d.visualization.pca import similarity_colors
+    from concerto3d.visualization.render import fit_camera
+
+    coord, normal, ceiling = box_room()
+    n = len(coord)
+    feats = np.concatenate([coord, np.cos(coord)], axis=1)
+    colorings = {"input": np.tile(np.float32([0.5, 0.5, 0.5]), (n, 1)), "similarity": np.zeros((n, 3))}
+    shown = fake_windows(monkeypatch, presses=[[], ["C", "P"], ["C", "P"], []], picks=[[], [2]])
+    # the first call: Q at once. The second: C (everything) and P, no pick; C (cut again) and P, pick the cut
+    # cloud's point 2; Q
+    assert interactive_view(coord, normal, feats, colorings, 0)
+    points, _, view = shown[0]
+    assert len(points) == (~ceiling).sum()
+    np.testing.assert_allclose(points, coord[~ceiling])
+    camera = fit_camera(coord, aspect=WINDOW_SIZE[0] / WINDOW_SIZE[1])
+    expected = view_control_parameters(camera, float(np.ptp(coord[~ceiling], axis=0).max()))
+    for key in ("front", "lookat", "up", "zoom"):
+        np.testing.assert_allclose(view[key], expected[key])
+    assert view["front"][2] > 0.5  # the eye is above the room, looking down
+
+    shown.clear()
+    assert interactive_view(coord, normal, feats, colorings, 0)
+    assert len(shown[0][0]) == n  # after C: the ceiling is back
+    assert len(shown[1][0]) == (~ceiling).sum()  # C again
+    query = np.flatnonzero(~ceiling)[2]  # point 2 of the cut-away cloud
+    np.testing.assert_allclose(shown[2][1], similarity_colors(feats, query)[~ceiling], atol=1e-6)
+    assert f"query point: {query}" in capsys.readouterr().out
+
+
+def test_no_cull_draws_every_point(monkeypatch):
+    from concerto3d.visualization.command import interactive_view
+
+    coord, normal, _ = box_room()
+    colorings = {"input": np.full((len(coord), 3), 0.5), "similarity": np.zeros((len(coord), 3))}
+    shown = fake_windows(monkeypatch, presses=[[]], picks=[])
+    assert interactive_view(coord, normal, np.ones((len(coord), 2)), colorings, 0, cull=False)
+    assert len(shown[0][0]) == len(coord)
+
+
+def test_view_control_parameters_reproduce_the_camera():
+    """Open3D's eye is lookat + front * zoom * extent / tan(fov / 2): at any Open3D field of view the view shows
+    the same height at the looked-at point as the panel's camera."""
+    from concerto3d.visualization.command import view_control_parameters
+    from concerto3d.visualization.render import Camera
+
+    camera = Camera(center=(1.0, 2.0, 0.5), eye=(1.0, -1.0, 4.5), fov_deg=50.0)
+    view = view_control_parameters(camera, extent=6.0)
+    distance = 5.0
+    np.testing.assert_allclose(view["lookat"] + view["front"] * distance, camera.eye)
+    np.testing.assert_allclose(view["up"], [0, 0, 1])
+    for fov in (30.0, 60.0):
+        o3d_distance = view["zoom"] * 6.0 / np.tan(np.radians(fov) / 2)
+        np.testing.assert_allclose(o3d_distance * np.tan(np.radians(fov) / 2), distance * np.tan(np.radians(25)))
