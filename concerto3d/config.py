@@ -62,6 +62,7 @@ class ObjectiveConfig:
     distillation: Literal["dino", "sinkhorn", "mse"] = "sinkhorn"
     distillation_weight: float = 0.5
     num_prototypes: int = 1024               # prototype head size for dino / sinkhorn
+    head_batch_norm: bool = True             # standardise the prototype head's input over the batch's points (SwAV)
     student_temperature: float = 0.1
     teacher_temperature: float = 0.04
     center_momentum: float = 0.9             # dino centring

@@ -8,7 +8,7 @@ Objectives (``cfg.objective.kind``):
 ``joint`` (Concerto)
     * 3D self-distillation: the student point encoder sees ``view_student``, the EMA teacher sees ``view_teacher``;
       points of the two views that come from the same crop point (same ``PointView.index``) are matched, and the
-      student's prototype distribution learns the teacher's (DINO centring + sharpening by default, Sinkhorn-Knopp
+      student's prototype distribution learns the teacher's (balanced Sinkhorn-Knopp targets by default, DINO centring
       or MSE as options), weight ``distillation_weight``.
     * dense cross-modal alignment: each correspondence (image, u, v, crop point) puts the student's feature of that
       point on image patch (v // p, u // p); the point features are averaged per (image, patch)
@@ -27,6 +27,7 @@ Objectives (``cfg.objective.kind``):
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -133,7 +134,7 @@ class ConcertoModel(nn.Module):
         if obj.distillation == "mse":
             return ProjectionHead(in_dim, obj.hidden_dim, obj.proj_dim)
         return PrototypeHead(in_dim, obj.hidden_dim, bottleneck_dim=min(obj.proj_dim, 256),
-                             num_prototypes=obj.num_prototypes)
+                             num_prototypes=obj.num_prototypes, batch_norm=obj.head_batch_norm)
 
     # -- teacher -----------------------------------------------------------------------------------------------
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
@@ -172,8 +173,8 @@ class ConcertoModel(nn.Module):
         # 3D self-distillation on points matched through the crop index
         s_rows, t_rows = match_views(view_s.index, view_t.index, num_crop_points)
         s_rows, t_rows = self._subsample(s_rows, t_rows)
-        out = {"loss_distill": self._distill(student.point_feat[s_rows], teacher.point_feat[t_rows], state,
-                                             "point") * obj.distillation_weight}
+        loss, monitors = self._distill(student.point_feat[s_rows], teacher.point_feat[t_rows], state, "point")
+        out = {"loss_distill": loss * obj.distillation_weight, **monitors}
         if self.kind == "joint":
             out.update(self._cross_modal(batch, student.point_feat))
         out["loss"] = sum(v for k, v in out.items() if k.startswith("loss_"))
@@ -190,7 +191,8 @@ class ConcertoModel(nn.Module):
         t = teacher.reshape(-1, teacher.size(-1))  # same patch order: photometric augmentation only
         rows = torch.arange(s.size(0), device=s.device)
         rows, _ = self._subsample(rows, rows)
-        out = {"loss_distill": self._distill(s[rows], t[rows], state, "image") * self.objective.distillation_weight}
+        loss, monitors = self._distill(s[rows], t[rows], state, "image")
+        out = {"loss_distill": loss * self.objective.distillation_weight, **monitors}
         out["loss"] = out["loss_distill"]
         out.update(self._stats(s, rows.numel(), s.size(0)))
         return out
@@ -203,23 +205,33 @@ class ConcertoModel(nn.Module):
         keep = torch.randperm(s_rows.numel(), device=s_rows.device)[:limit].sort().values
         return s_rows[keep], t_rows[keep]
 
-    def _distill(self, student_feat: Tensor, teacher_feat: Tensor, state: StepState, which: str) -> Tensor:
-        """Distillation loss between matched (P, C) student and teacher encoder features (0 when P = 0)."""
+    def _distill(self, student_feat: Tensor, teacher_feat: Tensor, state: StepState,
+                 which: str) -> tuple[Tensor, dict[str, Tensor]]:
+        """Distillation loss between matched (P, C) student and teacher encoder features (0 when P < 2), and its
+        monitors: ``teacher_entropy`` and ``student_entropy``, the mean entropy of the targets and of the student's
+        distributions over the prototypes divided by log K (1 = uniform: the plateau where the teacher teaches
+        nothing; empty for MSE)."""
         obj = self.objective
-        if student_feat.size(0) == 0:
-            return student_feat.sum() * 0.0  # keeps the graph (and DDP) intact on a batch with no overlap
+        if student_feat.size(0) < 2:  # no overlap (or one point: no batch statistics, no balanced targets)
+            return student_feat.sum() * 0.0, {}  # keeps the graph (and DDP) intact
         s = self.heads[f"{which}_distill"](student_feat)
         with torch.no_grad():
             t = self.teacher[f"{which}_distill"](teacher_feat)
         if obj.distillation == "mse":
-            return objectives.mse_distillation(self.heads["predictor"](s), t)
+            return objectives.mse_distillation(self.heads["predictor"](s), t), {}
         if obj.distillation == "sinkhorn":
             targets = objectives.sinkhorn_knopp(t, state.teacher_temperature, obj.sinkhorn_iterations)
-            return objectives.distillation_cross_entropy(s, targets, obj.student_temperature)
-        loss = objectives.dino_distillation(s, t, self.center, obj.student_temperature, state.teacher_temperature)
-        if self.training and torch.isfinite(t).all():
-            self.center.copy_(objectives.update_center(self.center, t, obj.center_momentum))
-        return loss
+            loss = objectives.distillation_cross_entropy(s, targets, obj.student_temperature)
+        else:
+            centred = t - self.center.reshape(1, -1)
+            targets = torch.softmax(centred.float() / state.teacher_temperature, dim=-1)
+            loss = objectives.dino_distillation(s, t, self.center, obj.student_temperature, state.teacher_temperature)
+            if self.training and torch.isfinite(t).all():
+                self.center.copy_(objectives.update_center(self.center, t, obj.center_momentum))
+        with torch.no_grad():
+            student_probs = torch.softmax(s.detach().float() / obj.student_temperature, dim=-1)
+            monitors = {"teacher_entropy": _mean_entropy(targets), "student_entropy": _mean_entropy(student_probs)}
+        return loss, monitors
 
     def _cross_modal(self, batch, point_feat: Tensor) -> dict[str, Tensor]:
         """Dense point-patch alignment and the scene-level InfoNCE (joint objective)."""
@@ -300,6 +312,12 @@ def _split_last_linear(head: nn.Module) -> tuple[nn.Module, nn.Module]:
     if isinstance(head, ProjectionHead) and isinstance(net, nn.Sequential) and isinstance(net[-1], nn.Linear):
         return net[:-1], net[-1]
     return head, nn.Identity()
+
+
+def _mean_entropy(probs: Tensor) -> Tensor:
+    """Mean over rows of the entropy of (P, K) distributions, divided by log K (in [0, 1]; 1 = uniform)."""
+    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=-1).mean()
+    return entropy / math.log(probs.size(-1))
 
 
 def _segment_mean(x: Tensor, segment: Tensor, size: int) -> Tensor:

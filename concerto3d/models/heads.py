@@ -31,7 +31,7 @@ class ProjectionHead(nn.Module):
 
 
 class PrototypeHead(nn.Module):
-    """DINO head: MLP -> l2-normalised bottleneck -> cosine similarity to K l2-normalised prototypes.
+    """DINO head: [batch norm] -> MLP -> l2-normalised bottleneck -> cosine similarity to K l2-normalised prototypes.
 
     The prototypes are stored unnormalised and normalised in every forward pass, which is the weight-normalised
     last layer of DINO with its gain fixed to 1; the logits are cosines in [-1, 1] that the distillation loss
@@ -43,13 +43,18 @@ class PrototypeHead(nn.Module):
         bottleneck_dim: width of the normalised bottleneck.
         num_prototypes: K, the number of prototypes (output width).
         num_layers: linear layers of the MLP (>= 1; the last one outputs the bottleneck).
+        batch_norm: standardise every input channel with the statistics of the rows of this call (a
+            ``BatchNorm1d`` without running statistics or affine weights, in training and evaluation alike), as
+            SwAV's head does before its Sinkhorn targets. Encoder features of a randomly initialised point encoder
+            share a large common component; without it, the cosines to the prototypes hardly differ between points
+            and the balanced (Sinkhorn) or centred (DINO) teacher targets start, and stay, uniform.
 
     Shapes:
         x: (N, in_dim) -> logits (N, num_prototypes)
     """
 
     def __init__(self, in_dim: int, hidden_dim: int = 512, bottleneck_dim: int = 128, num_prototypes: int = 1024,
-                 num_layers: int = 3):
+                 num_layers: int = 3, batch_norm: bool = False):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"PrototypeHead: expected num_layers >= 1, got {num_layers}")
@@ -60,6 +65,8 @@ class PrototypeHead(nn.Module):
             if i < num_layers - 1:
                 layers.append(nn.GELU())
         self.mlp = nn.Sequential(*layers)
+        self.norm = (nn.BatchNorm1d(in_dim, affine=False, track_running_stats=False) if batch_norm
+                     else nn.Identity())
         self.prototypes = nn.Parameter(torch.empty(num_prototypes, bottleneck_dim))
         nn.init.trunc_normal_(self.prototypes, std=0.02)
         for m in self.mlp:
@@ -69,7 +76,10 @@ class PrototypeHead(nn.Module):
 
     def embed(self, x: Tensor) -> Tensor:
         """(N, in_dim) -> (N, bottleneck_dim) l2-normalised bottleneck features."""
-        return F.normalize(self.mlp(x), dim=-1)
+        if isinstance(self.norm, nn.BatchNorm1d) and x.size(0) < 2:
+            raise ValueError("PrototypeHead(batch_norm=True): expected at least 2 rows, got "
+                             f"{x.size(0)}")
+        return F.normalize(self.mlp(self.norm(x)), dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.embed(x) @ F.normalize(self.prototypes, dim=-1).t()

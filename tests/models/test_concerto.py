@@ -135,3 +135,17 @@ def test_distillation_uses_at_most_max_distill_points_pairs():
     model = ConcertoModel(tiny_cfg("objective.kind=3d", "objective.max_distill_points=10"))
     out = model(tiny_batch())
     assert out["matched"] == 10 and out["points"] == 192 and torch.isfinite(out["loss"])
+
+
+@pytest.mark.parametrize("distillation", ["sinkhorn", "dino"])
+def test_distillation_reports_normalised_target_and_student_entropies(distillation):
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg("objective.kind=3d", f"objective.distillation={distillation}"))
+    out = model(tiny_batch(), StepState(0, 0.04))
+    for key in ("teacher_entropy", "student_entropy"):
+        assert 0.0 < float(out[key]) <= 1.0 + 1e-6
+    # a very hot teacher gives uniform targets: entropy 1, the plateau the monitor is there to show
+    out = model(tiny_batch(), StepState(0, 1e4))
+    assert float(out["teacher_entropy"]) == pytest.approx(1.0, abs=1e-4)
+    mse = ConcertoModel(tiny_cfg("objective.kind=3d", "objective.distillation=mse"))(tiny_batch())
+    assert "teacher_entropy" not in mse
