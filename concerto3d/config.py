@@ -69,6 +69,10 @@ class ObjectiveConfig:
     sinkhorn_iterations: int = 3
     max_distill_points: int = 4096           # a random subset of at most this many matched points per step (the
                                              # prototype heads cost most of a CPU step); 0 = all
+    # 2d objective: the student sees a random crop of each frame (this fraction of its height and width, resized back
+    # and mirrored with probability 1/2), the teacher the whole frame. With the photometric views alone the patches
+    # of both views sit at the same positions and the position embeddings alone can match them. (1, 1) = no crop.
+    image_crop: tuple[float, float] = (0.5, 0.8)
 
     def __post_init__(self):
         for name in ("temperature", "student_temperature", "teacher_temperature"):
@@ -79,6 +83,10 @@ class ObjectiveConfig:
                 raise ValueError(f"objective.{name}: expected >= 0, got {getattr(self, name)}")
         if not 0 <= self.center_momentum <= 1:
             raise ValueError(f"objective.center_momentum: expected in [0, 1], got {self.center_momentum}")
+        self.image_crop = tuple(float(v) for v in self.image_crop)
+        if len(self.image_crop) != 2 or not 0 < self.image_crop[0] <= self.image_crop[1] <= 1:
+            raise ValueError(f"objective.image_crop: expected (min, max) with 0 < min <= max <= 1, got "
+                             f"{self.image_crop}")
         if self.max_distill_points < 0:
             raise ValueError(f"objective.max_distill_points: expected >= 0, got {self.max_distill_points}")
         if min(self.proj_dim, self.hidden_dim, self.num_prototypes, self.max_negatives) < 2:

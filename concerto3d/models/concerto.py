@@ -20,8 +20,10 @@ Objectives (``cfg.objective.kind``):
 ``3d``
     the self-distillation alone (no image encoder).
 ``2d``
-    the image encoder alone: student on ``images``, EMA teacher on ``images_teacher`` (two photometric
-    augmentations of the same frames), matched patch by patch, the same distillation loss.
+    the image encoder alone: the EMA teacher sees ``images_teacher``, the student a random patch-aligned crop of
+    ``images`` (two photometric augmentations of the same frames; the crop, mirrored half of the time, keeps
+    ``objective.image_crop`` of the patch rows and columns, :func:`student_image_crop`); each student patch is
+    matched to the teacher's patch of the same pixels, the same distillation loss.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from concerto3d import objectives, ops
@@ -38,7 +41,7 @@ from concerto3d.models.heads import ProjectionHead, PrototypeHead
 from concerto3d.models.image_encoder import ImageEncoder
 from concerto3d.models.point_encoder import PointEncoder
 
-__all__ = ["StepState", "ConcertoModel", "match_views"]
+__all__ = ["StepState", "ConcertoModel", "match_views", "student_image_crop"]
 
 # at most this many feature rows enter the effective-rank monitor (an SVD per logged step)
 _STATS_ROWS = 4096
@@ -73,6 +76,51 @@ def match_views(index_student: Tensor, index_teacher: Tensor, num_points: int) -
     teacher_rows = where_teacher[index_student]
     student_rows = torch.nonzero(teacher_rows >= 0).squeeze(1)
     return student_rows, teacher_rows[student_rows]
+
+
+def student_image_crop(images: Tensor, patch: int, scale: tuple[float, float],
+                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """A random crop of every image, resized back to the image size and mirrored with probability 1/2, and which
+    patch of the full image each of its patches looks at.
+
+    One crop fraction per call, drawn in ``scale`` (the crop keeps that fraction of the height and of the width);
+    the offset and the mirroring are drawn per image. The crop is resized to (H, W) (bilinear), so a patch of the
+    crop covers ``fraction`` of a patch of the image; it is matched to the image patch under its centre.
+
+    Args:
+        images: (F, 3, H, W), H and W multiples of ``patch``.
+        patch: the patch side in pixels.
+        scale: (min, max) fraction of the height and width kept; (1, 1) returns the images unchanged.
+        generator: random generator (on the CPU); the global one when None.
+    Returns:
+        ``(crops (F, 3, H, W), source (F, Hp, Wp) long)``: ``source[f, i, j]`` is the row-major index
+        ``row * Wp + col`` of the image patch under the centre of patch (i, j) of crop f.
+    """
+    num, _, height, width = images.shape
+    hp, wp = height // patch, width // patch
+    identity = torch.arange(hp * wp, device=images.device).reshape(1, hp, wp).expand(num, -1, -1)
+    if scale[0] >= 1.0:
+        return images, identity
+    fraction = float(torch.empty(()).uniform_(scale[0], scale[1], generator=generator)) if scale[0] < scale[1] \
+        else scale[0]
+    h, w = max(1, round(height * fraction)), max(1, round(width * fraction))
+    top = torch.randint(0, height - h + 1, (num,), generator=generator).tolist()
+    left = torch.randint(0, width - w + 1, (num,), generator=generator).tolist()
+    mirror = (torch.rand(num, generator=generator) < 0.5).tolist()
+    centres_y = (torch.arange(hp, dtype=torch.float64) + 0.5) * patch * h / height  # in crop pixels
+    centres_x = (torch.arange(wp, dtype=torch.float64) + 0.5) * patch * w / width
+    crops, sources = [], []
+    for f in range(num):
+        crop = images[f:f + 1, :, top[f]:top[f] + h, left[f]:left[f] + w]
+        crop = F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)
+        x = centres_x.flip(0) if mirror[f] else centres_x
+        if mirror[f]:
+            crop = crop.flip(-1)
+        rows = ((top[f] + centres_y) // patch).long().clamp_(0, hp - 1)
+        cols = ((left[f] + x) // patch).long().clamp_(0, wp - 1)
+        crops.append(crop)
+        sources.append(rows.unsqueeze(1) * wp + cols.unsqueeze(0))
+    return torch.cat(crops), torch.stack(sources).to(images.device)
 
 
 class ConcertoModel(nn.Module):
@@ -184,11 +232,14 @@ class ConcertoModel(nn.Module):
     def _forward_2d(self, batch, state: StepState) -> dict[str, Tensor]:
         if batch.images.size(0) == 0:
             raise ValueError("ConcertoModel(2d): the batch has no images (scenes without frames?)")
-        student = self.image_encoder(batch.images).patch_grid  # (F, Hp, Wp, C)
+        crops, source = student_image_crop(batch.images, self.image_encoder.patch_size, self.objective.image_crop)
+        student = self.image_encoder(crops).patch_grid  # (F, Hp, Wp, C)
         with torch.no_grad():
-            teacher = self.teacher["image_encoder"](batch.images_teacher).patch_grid
+            teacher = self.teacher["image_encoder"](batch.images_teacher).patch_grid  # (F, Hp, Wp, C)
         s = student.reshape(-1, student.size(-1))
-        t = teacher.reshape(-1, teacher.size(-1))  # same patch order: photometric augmentation only
+        teacher = teacher.reshape(teacher.size(0), -1, teacher.size(-1))  # (F, Hp * Wp, C)
+        t = torch.gather(teacher, 1, source.reshape(source.size(0), -1, 1).expand(-1, -1, teacher.size(-1)))
+        t = t.reshape(-1, t.size(-1))  # row k: the teacher's patch with the pixels of student patch k
         rows = torch.arange(s.size(0), device=s.device)
         rows, _ = self._subsample(rows, rows)
         loss, monitors = self._distill(s[rows], t[rows], state, "image")

@@ -6,7 +6,7 @@ import torch
 
 from concerto3d.config import load_config
 from concerto3d.data.collate import PointView, TrainBatch
-from concerto3d.models.concerto import ConcertoModel, StepState, match_views
+from concerto3d.models.concerto import ConcertoModel, StepState, match_views, student_image_crop
 from concerto3d.training.ema import ema_update
 
 TINY = [
@@ -149,3 +149,39 @@ def test_distillation_reports_normalised_target_and_student_entropies(distillati
     assert float(out["teacher_entropy"]) == pytest.approx(1.0, abs=1e-4)
     mse = ConcertoModel(tiny_cfg("objective.kind=3d", "objective.distillation=mse"))(tiny_batch())
     assert "teacher_entropy" not in mse
+
+
+def test_student_image_crop_matches_each_crop_patch_to_the_image_patch_under_its_centre():
+    # Images that hold their own pixel coordinates (channel 0: y, channel 1: x of the pixel centre): bilinear
+    # resizing keeps a linear ramp exact, so the mean of the 2 x 2 central pixels of each crop patch is the image
+    # position that patch's centre came from.
+    patch, hp, wp = 8, 5, 7
+    ys, xs = torch.meshgrid(torch.arange(hp * patch) + 0.5, torch.arange(wp * patch) + 0.5, indexing="ij")
+    images = torch.stack([ys, xs, torch.zeros_like(xs)]).expand(6, -1, -1, -1).contiguous()
+    generator = torch.Generator().manual_seed(0)
+    mirrored = 0
+    for _ in range(10):
+        crops, source = student_image_crop(images, patch, (0.4, 0.8), generator)
+        assert crops.shape == images.shape and source.shape == (6, hp, wp)
+        c = patch // 2
+        centre = sum(crops[:, :2, c - dy::patch, c - dx::patch][:, :, :hp, :wp] for dy in (0, 1) for dx in (0, 1)) / 4
+        expected = (centre[:, 0] // patch).long() * wp + (centre[:, 1] // patch).long()
+        offset = centre / patch - (centre / patch).round()
+        clear = (offset.abs() > 1e-4).all(dim=1)  # a centre exactly on a patch border may round either way
+        assert clear.float().mean() > 0.8 and torch.equal(source[clear], expected[clear])
+        mirrored += int((centre[:, 1, 0, 0] > centre[:, 1, 0, -1]).sum())
+    assert mirrored > 0
+    crops, source = student_image_crop(images, patch, (1.0, 1.0))
+    assert torch.equal(crops, images) and source.flatten(1).tolist() == [list(range(hp * wp))] * 6
+
+
+def test_2d_objective_cannot_match_patches_by_position_alone():
+    # The student's crop puts other image patches at each grid position than the teacher's view: an encoder that
+    # outputs a feature of the grid position only no longer matches the teacher.
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg("objective.kind=2d", "objective.image_crop=[0.5, 0.5]"))
+    crops, source = student_image_crop(tiny_batch().images, 16, (0.5, 0.5), torch.Generator().manual_seed(0))
+    assert not torch.equal(source[0], torch.arange(6).reshape(2, 3))
+    out = model(tiny_batch())
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["matched"] == 2 * 2 * 3
