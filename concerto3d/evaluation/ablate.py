@@ -99,6 +99,9 @@ class AblationSettings:
             subset; None = all); the val split is always scored on every point.
         image_batch: images per image-encoder forward pass when lifting 2D features.
         rows: the rows to compute (a subset of :data:`ROW_KEYS`; concat needs 2d and 3d).
+        joint_target: what the joint row aligns its points with. ``scratch``: its own image encoder, trained from
+            scratch with the points (symmetric InfoNCE). ``2d``: the same seed's 2d-row image encoder, frozen, whose
+            patch features the points learn to predict (cosine), as Concerto does with DINOv2; needs the 2d row.
     """
 
     steps: int = 300
@@ -113,6 +116,7 @@ class AblationSettings:
     probe_points: int | None = None
     image_batch: int = 8
     rows: list[str] = field(default_factory=lambda: list(ROW_KEYS))
+    joint_target: str = "scratch"
 
     def __post_init__(self):
         self.seeds = [int(s) for s in self.seeds]
@@ -127,6 +131,10 @@ class AblationSettings:
             raise InputError(f"--rows: expected some of {', '.join(ROW_KEYS)}, got {', '.join(self.rows) or 'none'}")
         if "concat" in self.rows and not {"2d", "3d"} <= set(self.rows):
             raise InputError("--rows: concat needs the 2d and 3d rows too")
+        if self.joint_target not in ("scratch", "2d"):
+            raise InputError(f"--joint-target: expected scratch or 2d, got {self.joint_target!r}")
+        if self.joint_target == "2d" and "joint" in self.rows and "2d" not in self.rows:
+            raise InputError("--joint-target 2d: the joint row aligns with the 2d row's image encoder; add the 2d row")
         if self.probe_batch_size is not None and self.probe_batch_size < 1:
             raise InputError(f"--probe-batch-size must be >= 1, got {self.probe_batch_size}")
         if self.probe_epochs < 1 or self.probe_lr <= 0:
@@ -170,11 +178,11 @@ def _has_model(run_dir: Path) -> bool:
 # training
 
 
-def _train_config(settings: AblationSettings, objective: str, seed: int):
+def _train_config(settings: AblationSettings, objective: str, seed: int, extra: Sequence[str] = ()):
     from concerto3d.config import load_config
 
     overrides = list(settings.overrides) + [f"objective.kind={objective}", f"steps={settings.steps}",
-                                            f"seed={seed}", f"data.seed={seed}"]
+                                            f"seed={seed}", f"data.seed={seed}", *extra]
     return load_config(settings.config, overrides)
 
 
@@ -203,7 +211,13 @@ def ensure_trained(data: Path, out: Path, row: str, seed: int, settings: Ablatio
         from concerto3d.training.checkpoint import list_checkpoints
         from concerto3d.training.trainer import train
 
-        cfg = _train_config(settings, _ROW[row].objective, seed)
+        extra = []
+        if row == "joint" and settings.joint_target == "2d":  # the 2d row of this seed ran first (table order)
+            target = run_dir_of(out, "2d", seed)
+            if not _has_model(target):
+                raise InputError("--joint-target 2d: the 2d row's model is missing", target)
+            extra = [f"image_encoder.pretrained_path={target.resolve()}", "image_encoder.freeze=true"]
+        cfg = _train_config(settings, _ROW[row].objective, seed, extra)
         resume = bool(list_checkpoints(run_dir)) if run_dir.is_dir() else False
         if resume:
             log.info("%s seed %d: resuming the interrupted run in %s", row, seed, run_dir)

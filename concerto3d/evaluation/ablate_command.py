@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="YAML", help="training config for every trained row")
     parser.add_argument("--rows", default=",".join(ROW_KEYS),
                         help=f"comma-separated subset of {','.join(ROW_KEYS)} (default: all)")
+    parser.add_argument("--joint-target", choices=("scratch", "2d"), default="scratch",
+                        help="what the joint row's points align with: its own image encoder trained from scratch "
+                             "with InfoNCE (scratch, default), or the same seed's 2d-row image encoder, frozen, "
+                             "predicted by cosine as Concerto does with DINOv2 (2d)")
     parser.add_argument("--probe-epochs", type=int, default=100, help="linear head epochs (default 100)")
     parser.add_argument("--probe-lr", type=float, default=1e-2, help="linear head peak learning rate (default 1e-2)")
     parser.add_argument("--probe-batch-size", type=int, default=None,
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
                                 config=args.config, probe_epochs=args.probe_epochs, probe_lr=args.probe_lr,
                                 probe_batch_size=args.probe_batch_size,
                                 max_points=args.max_points, probe_points=args.probe_points,
-                                rows=[r.strip() for r in args.rows.split(",") if r.strip()])
+                                rows=[r.strip() for r in args.rows.split(",") if r.strip()],
+                                joint_target=args.joint_target)
     command = _command_line(args)
     stats = run_ablation(args.data, args.out, settings, device=device, progress=not args.no_progress,
                          command=command)
@@ -89,7 +94,7 @@ def _command_line(args: argparse.Namespace) -> str:
                                  ("--probe-epochs", args.probe_epochs, 100), ("--probe-lr", args.probe_lr, 1e-2),
                                  ("--probe-batch-size", args.probe_batch_size, None),
                                  ("--max-points", args.max_points, None), ("--probe-points", args.probe_points, None),
-                                 ("--device", args.device, "auto")):
+                                 ("--joint-target", args.joint_target, "scratch"), ("--device", args.device, "auto")):
         if value is not None and value != default and not (flag == "--rows" and value == _all_rows()):
             parts += [flag, str(value)]
     return " ".join(shlex.quote(str(p)) for p in parts + list(args.overrides))

@@ -4,7 +4,8 @@ Two ways to build it, both without network access:
 
 * from scratch: a transformers ``ViTModel`` built from a small ``ViTConfig`` (trained jointly with the points);
 * from a local checkpoint folder (``pretrained_path``): any ViT-like model ``AutoModel.from_pretrained`` reads,
-  e.g. ViT or DINOv2 (with or without register tokens), usually frozen.
+  e.g. ViT or DINOv2 (with or without register tokens), or a concerto3d run that has an image encoder (the
+  ``2d`` objective's), usually frozen: Concerto's own recipe, a self-supervised 2D model as the cross-modal target.
 
 Token layout of the last hidden state: ``[CLS, registers (R, often 0), patches (row-major)]``, so the token of
 patch (row, col) is ``1 + R + row * Wp + col``.
@@ -40,7 +41,8 @@ class ImageEncoderConfig:
         num_layers: transformer blocks (from scratch only).
         num_heads: attention heads (from scratch only).
         mlp_ratio: MLP width / token width (from scratch only).
-        pretrained_path: a local Hugging Face model folder (config.json + weights), or None to build from scratch.
+        pretrained_path: a local Hugging Face model folder (config.json + weights), a concerto3d run or model folder
+            with an image encoder, or None to build from scratch.
         backbone_config: a Hugging Face config as a dict (``model.config.to_dict()``, with ``model_type``): the
             architecture is built from it with random weights, for reloading a saved encoder without its original
             folder (see :meth:`ImageEncoder.rebuild_config`). Ignored when ``pretrained_path`` is set.
@@ -114,12 +116,34 @@ def _from_config_dict(config: dict) -> nn.Module:
 def _load_pretrained(path: str) -> nn.Module:
     from transformers import AutoModel
 
+    own = _own_model_folder(path)
+    if own is not None:  # a concerto3d run (e.g. of the 2d objective): its trained image encoder's backbone
+        from concerto3d.models.pretrained import load_model
+
+        encoder = load_model(own).image_encoder
+        if encoder is None:
+            raise InputError("this concerto3d model has no image encoder (a 3d run?)", path)
+        return encoder.backbone
     if not os.path.isfile(os.path.join(path, "config.json")):
-        raise InputError("expected a Hugging Face model folder with a config.json", path)
+        raise InputError("expected a Hugging Face model folder with a config.json, or a concerto3d run", path)
     try:
         return AutoModel.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
         raise InputError(f"cannot load the image encoder: {err}", path) from err
+
+
+def _own_model_folder(path: str) -> str | None:
+    """``path`` or ``path/model`` when it is a concerto3d model folder (config.json with a ``format`` key)."""
+    for folder in (os.path.join(path, "model"), path):
+        config = os.path.join(folder, "config.json")
+        if os.path.isfile(config):
+            try:
+                with open(config) as fh:
+                    meta = json.load(fh)
+            except (OSError, ValueError):
+                return None
+            return folder if isinstance(meta, dict) and "format" in meta and "image_encoder" in meta else None
+    return None
 
 
 class ImageEncoder(nn.Module):

@@ -134,6 +134,31 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
                             progress=False)
 
 
+def test_joint_target_2d_aligns_the_joint_row_with_the_2d_rows_frozen_image_encoder(tiny_data, tmp_path,
+                                                                                     monkeypatch):
+    import concerto3d.training.trainer as trainer
+    from safetensors.torch import load_file
+
+    configs = {}
+    real_train = trainer.train
+    monkeypatch.setattr(trainer, "train",
+                        lambda *a, **k: configs.setdefault(a[0].objective.kind, a[0]) and real_train(*a, **k))
+    out = tmp_path / "abl"
+    argv = [str(tiny_data), "--out", str(out), "--seeds", "1", "--steps", "2", "--rows", "2d,joint",
+            "--joint-target", "2d", "--probe-epochs", "2", "--probe-points", "100", "--no-progress"]
+    assert _ablate(argv, monkeypatch) == 0
+    joint = configs["joint"]
+    assert joint.image_encoder.freeze and joint.image_encoder.pretrained_path == str((out / "runs" / "2d-seed0").resolve())
+    # the joint run's image encoder is the 2d row's, unchanged by the joint training (frozen)
+    trained_2d = load_file(str(out / "runs" / "2d-seed0" / "model" / "image_encoder.safetensors"))
+    in_joint = load_file(str(out / "runs" / "joint-seed0" / "model" / "image_encoder.safetensors"))
+    assert trained_2d.keys() == in_joint.keys()
+    assert all(torch.equal(trained_2d[k], in_joint[k]) for k in trained_2d)
+    assert "--joint-target 2d" in (out / "results.md").read_text()
+    losses = (out / "runs" / "joint-seed0" / "metrics.csv").read_text().splitlines()
+    assert "loss_dense" in losses[0] and len(losses) == 3
+
+
 def test_lift_scene_features_averages_the_patches_that_see_each_point(tiny_data):
     from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
 
@@ -204,6 +229,8 @@ def test_write_results_writes_every_row_and_class(tmp_path):
     ({"rows": ["joint", "nope"]}, "expected some of"),
     ({"seeds": []}, "seeds"),
     ({"steps": 0}, "steps"),
+    ({"joint_target": "dinov2"}, "scratch or 2d"),
+    ({"rows": ["3d", "joint"], "joint_target": "2d"}, "add the 2d row"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(InputError, match=message):
