@@ -22,7 +22,7 @@ echo "[ablation.sh] preprocess done at ${SECONDS} s"
 prep=$SECONDS
 
 $PY -m concerto3d ablate "$WORK/preprocessed" --config benchmarks/ablation.yaml --out "$WORK/ablate" \
-    --seeds 3 --steps 100 --probe-points 20000 --probe-epochs 20 --probe-batch-size 4096
+    --seeds 3 --steps 300 --joint-target 2d --probe-points 20000 --probe-epochs 20 --probe-batch-size 4096
 echo "[ablation.sh] ablate done in $((SECONDS - prep)) s (total ${SECONDS} s)"
 
 mkdir -p "$RESULTS/probes"
