@@ -5,13 +5,7 @@ import torch
 from concerto3d.evaluation.lifting import lift_patch_features
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is faster, and far faster on a shared, busy CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # 2 images of 12 x 8 pixels, patches of 4 -> a 2 x 3 patch grid; patch (k, r, c) has feature (100k + 10r + c, -1)

@@ -5,13 +5,7 @@ import torch
 from concerto3d.evaluation.linear_probe import (LinearProbe, evaluate_probe, predict_probe, train_linear_probe)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is faster, and far faster on a shared, busy CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def quadrant_problem(n: int, seed: int, offset: float = 100.0, scale: float = 50.0):

@@ -16,13 +16,7 @@ from concerto3d.evaluation.probe_command import run_probe
 from concerto3d.labels import SCANNET20_NAMES
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is faster, and far faster on a shared, busy CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class StandInModel:

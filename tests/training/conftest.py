@@ -120,11 +120,5 @@ def tiny_config():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny tensors gain nothing from more, and CI machines are shared."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread_in_every_training_test(one_torch_thread):
+    """(A ``pytestmark`` in a conftest would not reach the tests; an autouse fixture does.)"""

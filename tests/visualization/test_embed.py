@@ -14,12 +14,7 @@ SMALL = dict(ratios=(0.25, 0.25), radii=(0.3, 0.6), max_neighbors=8, sa_channels
              fp_channels=(8,), out_channels=6, mlp_layers=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(grid_size=0.0, seed=0):
