@@ -274,9 +274,10 @@ class ConcertoModel(nn.Module):
             targets = objectives.sinkhorn_knopp(t, state.teacher_temperature, obj.sinkhorn_iterations)
             loss = objectives.distillation_cross_entropy(s, targets, obj.student_temperature)
         else:
-            centred = t - self.center.reshape(1, -1)
-            targets = torch.softmax(centred.float() / state.teacher_temperature, dim=-1)
-            loss = objectives.dino_distillation(s, t, self.center, obj.student_temperature, state.teacher_temperature)
+            # dino_distillation's targets, computed once here because the entropy monitor reads them too
+            centred = t.float() - self.center.float().reshape(1, -1)
+            targets = torch.softmax(centred / state.teacher_temperature, dim=-1)
+            loss = objectives.distillation_cross_entropy(s, targets, obj.student_temperature)
             if self.training and torch.isfinite(t).all():
                 self.center.copy_(objectives.update_center(self.center, t, obj.center_momentum))
         with torch.no_grad():
