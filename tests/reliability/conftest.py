@@ -13,7 +13,7 @@ _spec.loader.exec_module(training_fixtures)
 
 TINY_OVERRIDES = training_fixtures.TINY_OVERRIDES
 make_scenes = training_fixtures.make_scenes
-one_thread = training_fixtures.one_thread  # autouse there, and here through this name
+_one_thread_in_every_reliability_test = training_fixtures._one_thread_in_every_training_test  # autouse here too
 
 
 @pytest.fixture(scope="session")
