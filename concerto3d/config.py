@@ -58,8 +58,9 @@ class ObjectiveConfig:
     max_negatives: int = 4096                # dense InfoNCE: at most this many (points, patch) pairs per step
     # self-distillation
     # sinkhorn (Sonata, DINOv2): balanced teacher targets, cannot collapse even while the teacher is still random;
-    # dino: centred + sharpened teacher targets; mse: normalised feature regression (collapses most easily)
-    distillation: Literal["dino", "sinkhorn", "mse"] = "sinkhorn"
+    # dino: centred + sharpened teacher targets; mse: normalised feature regression (collapses most easily);
+    # contrast: momentum contrast, each student point picks its teacher point among the other matched points
+    distillation: Literal["dino", "sinkhorn", "mse", "contrast"] = "sinkhorn"
     distillation_weight: float = 0.5
     num_prototypes: int = 1024               # prototype head size for dino / sinkhorn
     head_batch_norm: bool = True             # standardise the prototype head's input over the batch's points (SwAV)
@@ -67,6 +68,8 @@ class ObjectiveConfig:
     teacher_temperature: float = 0.04
     center_momentum: float = 0.9             # dino centring
     sinkhorn_iterations: int = 3
+    contrast_temperature: float = 0.1        # contrast: softmax temperature
+    koleo_weight: float = 0.0                # DINOv2's KoLeo spreading term on the student's encoder features
     max_distill_points: int = 4096           # a random subset of at most this many matched points per step (the
                                              # prototype heads cost most of a CPU step); 0 = all
     # 2d objective: the student sees a random crop of each frame (this fraction of its height and width, resized back
@@ -75,10 +78,10 @@ class ObjectiveConfig:
     image_crop: tuple[float, float] = (0.5, 0.8)
 
     def __post_init__(self):
-        for name in ("temperature", "student_temperature", "teacher_temperature"):
+        for name in ("temperature", "student_temperature", "teacher_temperature", "contrast_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"objective.{name}: expected > 0, got {getattr(self, name)}")
-        for name in ("cross_modal_weight", "scene_weight", "distillation_weight"):
+        for name in ("cross_modal_weight", "scene_weight", "distillation_weight", "koleo_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"objective.{name}: expected >= 0, got {getattr(self, name)}")
         if not 0 <= self.center_momentum <= 1:

@@ -45,6 +45,8 @@ __all__ = ["StepState", "ConcertoModel", "match_views", "student_image_crop"]
 
 # at most this many feature rows enter the effective-rank monitor (an SVD per logged step)
 _STATS_ROWS = 4096
+# at most this many rows enter the KoLeo term (a rows x rows similarity per step)
+_KOLEO_ROWS = 2048
 
 
 @dataclass
@@ -161,7 +163,8 @@ class ConcertoModel(nn.Module):
         distilled = "point" if self.kind in ("joint", "3d") else "image"
         encoder = self.point_encoder if distilled == "point" else self.image_encoder
         self.heads[f"{distilled}_distill"] = self._distill_head(encoder.out_channels, obj)
-        if obj.distillation == "mse":  # BYOL-style predictor on the student side only
+        if obj.distillation == "mse":  # BYOL-style predictor on the student side only (MoCo v3 has one too, but
+                                      # the contrastive form does not need it: the negatives prevent collapse)
             self.heads["predictor"] = ProjectionHead(obj.proj_dim, obj.hidden_dim, obj.proj_dim)
         if self.kind == "joint":
             target_dim = self.image_encoder.out_channels if self.frozen_image_target else obj.proj_dim
@@ -179,7 +182,7 @@ class ConcertoModel(nn.Module):
 
     @staticmethod
     def _distill_head(in_dim: int, obj) -> nn.Module:
-        if obj.distillation == "mse":
+        if obj.distillation in ("mse", "contrast"):
             return ProjectionHead(in_dim, obj.hidden_dim, obj.proj_dim)
         return PrototypeHead(in_dim, obj.hidden_dim, bottleneck_dim=min(obj.proj_dim, 256),
                              num_prototypes=obj.num_prototypes, batch_norm=obj.head_batch_norm)
@@ -222,7 +225,7 @@ class ConcertoModel(nn.Module):
         s_rows, t_rows = match_views(view_s.index, view_t.index, num_crop_points)
         s_rows, t_rows = self._subsample(s_rows, t_rows)
         loss, monitors = self._distill(student.point_feat[s_rows], teacher.point_feat[t_rows], state, "point")
-        out = {"loss_distill": loss * obj.distillation_weight, **monitors}
+        out = {"loss_distill": loss * obj.distillation_weight, **monitors, **self._koleo(student.point_feat[s_rows])}
         if self.kind == "joint":
             out.update(self._cross_modal(batch, student.point_feat))
         out["loss"] = sum(v for k, v in out.items() if k.startswith("loss_"))
@@ -243,8 +246,8 @@ class ConcertoModel(nn.Module):
         rows = torch.arange(s.size(0), device=s.device)
         rows, _ = self._subsample(rows, rows)
         loss, monitors = self._distill(s[rows], t[rows], state, "image")
-        out = {"loss_distill": loss * self.objective.distillation_weight, **monitors}
-        out["loss"] = out["loss_distill"]
+        out = {"loss_distill": loss * self.objective.distillation_weight, **monitors, **self._koleo(s[rows])}
+        out["loss"] = sum(v for k, v in out.items() if k.startswith("loss_"))
         out.update(self._stats(s, rows.numel(), s.size(0)))
         return out
 
@@ -270,6 +273,8 @@ class ConcertoModel(nn.Module):
             t = self.teacher[f"{which}_distill"](teacher_feat)
         if obj.distillation == "mse":
             return objectives.mse_distillation(self.heads["predictor"](s), t), {}
+        if obj.distillation == "contrast":
+            return objectives.contrastive_distillation(s, t, obj.contrast_temperature), {}
         if obj.distillation == "sinkhorn":
             targets = objectives.sinkhorn_knopp(t, state.teacher_temperature, obj.sinkhorn_iterations)
             loss = objectives.distillation_cross_entropy(s, targets, obj.student_temperature)
@@ -284,6 +289,16 @@ class ConcertoModel(nn.Module):
             student_probs = torch.softmax(s.detach().float() / obj.student_temperature, dim=-1)
             monitors = {"teacher_entropy": _mean_entropy(targets), "student_entropy": _mean_entropy(student_probs)}
         return loss, monitors
+
+    def _koleo(self, feat: Tensor) -> dict[str, Tensor]:
+        """``{"loss_koleo": weighted KoLeo term}`` on at most ``_KOLEO_ROWS`` rows of the student's encoder features
+        (an O(rows²) nearest-neighbour search), or {} when ``objective.koleo_weight`` is 0."""
+        weight = self.objective.koleo_weight
+        if weight <= 0 or feat.size(0) < 2:
+            return {}
+        if feat.size(0) > _KOLEO_ROWS:  # evenly spaced rows (the rows are in view order: spread over the crops)
+            feat = feat[torch.linspace(0, feat.size(0) - 1, _KOLEO_ROWS, device=feat.device).long()]
+        return {"loss_koleo": objectives.koleo_loss(feat) * weight}
 
     def _cross_modal(self, batch, point_feat: Tensor) -> dict[str, Tensor]:
         """Dense point-patch alignment and the scene-level InfoNCE (joint objective)."""

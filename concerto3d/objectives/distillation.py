@@ -5,6 +5,9 @@ batch mean, :func:`update_center`) and sharpened (``teacher_temp < student_temp`
 teacher's distribution by cross-entropy (:func:`dino_distillation`). :func:`sinkhorn_knopp` is the DINOv2/Sonata
 alternative to centring (balanced assignments of the points to the prototypes). :func:`mse_distillation` regresses
 normalised teacher features directly; it is the simplest form and collapses more easily.
+:func:`contrastive_distillation` is the momentum-contrast form (MoCo, PointContrast): each student point must pick
+its own teacher point among the other matched points, whose features are negatives; the negatives keep the features
+spread. :func:`koleo_loss` is DINOv2's spreading regulariser, usable with any of them.
 
 Under ``torch.distributed`` the batch statistics (:func:`update_center`, :func:`sinkhorn_knopp`) are summed over all
 processes, so every process sees the same centre and assignments.
@@ -20,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["distillation_cross_entropy", "dino_distillation", "update_center", "sinkhorn_knopp",
-           "mse_distillation"]
+           "mse_distillation", "contrastive_distillation", "koleo_loss"]
 
 
 def _distributed() -> bool:
@@ -153,3 +156,50 @@ def mse_distillation(student: Tensor, teacher: Tensor) -> Tensor:
     s = F.normalize(student.float(), dim=-1)
     t = F.normalize(teacher.detach().float(), dim=-1)
     return ((s - t) ** 2).sum(dim=-1).mean()
+
+
+def contrastive_distillation(student: Tensor, teacher: Tensor, temperature: float = 0.1) -> Tensor:
+    """Momentum-contrast loss: ``CE(s·tᵀ / temperature, arange(P))`` with rows l2-normalised.
+
+    Student point ``i`` is matched to teacher point ``i`` (the same crop point seen in the other view); the other
+    P - 1 teacher points are its negatives. The teacher is detached (it is the EMA key encoder).
+
+    Args:
+        student: (P, D) student embeddings of matched points.
+        teacher: (P, D) teacher embeddings of the same points, row for row.
+        temperature: softmax temperature > 0.
+
+    Returns:
+        scalar loss (``log P`` for unrelated embeddings, 0 for perfect matching).
+    """
+    _check_logits("contrastive_distillation", student, teacher)
+    if temperature <= 0:
+        raise ValueError(f"contrastive_distillation: expected temperature > 0, got {temperature}")
+    s = F.normalize(student.float(), dim=-1)
+    t = F.normalize(teacher.detach().float(), dim=-1)
+    logits = s @ t.t() / temperature
+    return F.cross_entropy(logits, torch.arange(s.size(0), device=s.device))
+
+
+def koleo_loss(features: Tensor, eps: float = 1e-8) -> Tensor:
+    """DINOv2's KoLeo regulariser: ``-mean_i log(min_{j != i} ||x_i - x_j||)`` of l2-normalised rows.
+
+    It is lowest when the rows spread evenly over the sphere, and grows without bound as two rows meet, so it pushes
+    against features that collapse onto a few directions (a low effective rank).
+
+    Args:
+        features: (P, D) features, P >= 2.
+        eps: added to the distances before the log.
+
+    Returns:
+        scalar.
+    """
+    if features.dim() != 2 or features.size(0) < 2:
+        raise ValueError(f"koleo_loss: expected (P >= 2, D) features, got {tuple(features.shape)}")
+    x = F.normalize(features.float(), dim=-1)
+    with torch.no_grad():  # the nearest neighbour of each row (by cosine); the distance keeps its gradient
+        sim = x @ x.t()
+        sim.fill_diagonal_(-2.0)
+        nearest = sim.argmax(dim=1)
+    distance = (x - x[nearest]).norm(dim=-1)
+    return -torch.log(distance + eps).mean()

@@ -7,6 +7,7 @@ import torch
 from concerto3d.config import load_config
 from concerto3d.data.collate import PointView, TrainBatch
 from concerto3d.models.concerto import ConcertoModel, StepState, match_views, student_image_crop
+from concerto3d.models.heads import ProjectionHead
 from concerto3d.training.ema import ema_update
 
 TINY = [
@@ -94,6 +95,22 @@ def test_2d_objective_distils_the_image_encoder():
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and out["matched"] == 2 * 2 * 3  # F x Hp x Wp patches
     assert all(p.grad is not None for p in model.heads["image_distill"].parameters())
+
+
+@pytest.mark.parametrize("kind", ["3d", "2d"])
+def test_contrastive_distillation_and_koleo_term(kind):
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg(f"objective.kind={kind}", "objective.distillation=contrast",
+                                   "objective.koleo_weight=0.1"))
+    distilled = "point" if kind == "3d" else "image"
+    assert isinstance(model.heads[f"{distilled}_distill"], ProjectionHead) and "predictor" not in model.heads
+    out = model(tiny_batch(), StepState(0, 0.04))
+    assert torch.allclose(out["loss"], out["loss_distill"] + out["loss_koleo"])
+    assert out["loss_koleo"] != 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    encoder = model.point_encoder if kind == "3d" else model.image_encoder
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in encoder.parameters() if p.requires_grad)
+    assert "loss_koleo" not in ConcertoModel(tiny_cfg(f"objective.kind={kind}"))(tiny_batch())  # weight 0: off
 
 
 def test_frozen_pretrained_image_encoder_is_a_cosine_target(tmp_path):

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from concerto3d.models.heads import PrototypeHead
-from concerto3d.objectives import dino_distillation, mse_distillation, sinkhorn_knopp, update_center
+from concerto3d.objectives import (contrastive_distillation, dino_distillation, koleo_loss, mse_distillation,
+                                   sinkhorn_knopp, update_center)
 from concerto3d.training.ema import ema_update
 
 
@@ -66,6 +67,41 @@ def test_mse_distillation_is_two_minus_two_cosine():
     s = torch.tensor([[1.0, 0.0], [0.0, 3.0]], requires_grad=True)
     t = torch.tensor([[5.0, 0.0], [1.0, 0.0]])
     assert mse_distillation(s, t).item() == pytest.approx((0.0 + 2.0) / 2)
+
+
+def test_contrastive_distillation_is_cross_entropy_over_the_matched_points():
+    # two matched pairs, orthogonal, temperature 1: each row's logits are (1, 0) -> loss log(1 + e^-1)
+    s = torch.tensor([[2.0, 0.0], [0.0, 0.5]], requires_grad=True)
+    t = torch.tensor([[3.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    loss = contrastive_distillation(s, t, temperature=1.0)
+    assert loss.item() == pytest.approx(np.log(1 + np.exp(-1)), rel=1e-6)
+    loss.backward()
+    assert s.grad is not None and t.grad is None  # the teacher is the EMA key encoder: no gradient
+    # swapping the teacher rows makes every positive a negative: the loss rises above log 2
+    assert contrastive_distillation(s.detach(), t.detach().flip(0), 1.0).item() > np.log(2)
+    # a sharper temperature separates the correct matching further
+    assert contrastive_distillation(s.detach(), t.detach(), 0.1).item() < loss.item()
+    with pytest.raises(ValueError, match="temperature"):
+        contrastive_distillation(s, t, 0.0)
+
+
+def test_koleo_is_minus_log_nearest_neighbour_distance():
+    # P points evenly on a circle: every nearest neighbour is 2 sin(pi / P) away
+    angles = torch.arange(8) * 2 * np.pi / 8
+    ring = torch.stack([angles.cos(), angles.sin()], dim=1) * 3.0  # the scale does not count (normalised rows)
+    assert koleo_loss(ring).item() == pytest.approx(-np.log(2 * np.sin(np.pi / 8)), rel=1e-5)
+    # two rows that nearly coincide cost more than the spread ring
+    squeezed = ring.clone()
+    squeezed[1] = squeezed[0] + 0.01
+    assert koleo_loss(squeezed).item() > koleo_loss(ring).item() + 1.0
+    # a gradient step on the loss pushes the two close rows apart
+    x = squeezed.clone().requires_grad_(True)
+    koleo_loss(x).backward()
+    moved = torch.nn.functional.normalize(x.detach() - 0.01 * x.grad, dim=1)
+    before = torch.nn.functional.normalize(squeezed, dim=1)
+    assert (moved[0] - moved[1]).norm() > (before[0] - before[1]).norm()
+    with pytest.raises(ValueError, match="P >= 2"):
+        koleo_loss(torch.ones(1, 3))
 
 
 def _prototype_usage_after_training(use_center: bool, steps: int = 150) -> float:
