@@ -57,10 +57,12 @@ class ObjectiveConfig:
     scene_weight: float = 0.5                # weight of the scene-level InfoNCE (pooled points vs pooled images)
     max_negatives: int = 4096                # dense InfoNCE: at most this many (points, patch) pairs per step
     # self-distillation
-    # sinkhorn (Sonata, DINOv2): balanced teacher targets, cannot collapse even while the teacher is still random;
-    # dino: centred + sharpened teacher targets; mse: normalised feature regression (collapses most easily);
-    # contrast: momentum contrast, each student point picks its teacher point among the other matched points
-    distillation: Literal["dino", "sinkhorn", "mse", "contrast"] = "sinkhorn"
+    # contrast (default): momentum contrast, each student point picks its teacher point among the other matched
+    # points (the negatives keep the features spread; on the synthetic ablation the prototype forms below learned
+    # low-rank features that probed no better than a random encoder, results/ablation/README.md);
+    # sinkhorn (Sonata, DINOv2): balanced teacher targets over prototypes; dino: centred + sharpened teacher targets;
+    # mse: normalised feature regression (collapses most easily)
+    distillation: Literal["dino", "sinkhorn", "mse", "contrast"] = "contrast"
     distillation_weight: float = 0.5
     num_prototypes: int = 1024               # prototype head size for dino / sinkhorn
     head_batch_norm: bool = True             # standardise the prototype head's input over the batch's points (SwAV)
@@ -70,8 +72,9 @@ class ObjectiveConfig:
     sinkhorn_iterations: int = 3
     contrast_temperature: float = 0.1        # contrast: softmax temperature
     koleo_weight: float = 0.0                # DINOv2's KoLeo spreading term on the student's encoder features
-    max_distill_points: int = 4096           # a random subset of at most this many matched points per step (the
-                                             # prototype heads cost most of a CPU step); 0 = all
+    max_distill_points: int = 1024           # a random subset of at most this many matched points per step (the
+                                             # heads cost most of a CPU step; for contrast, fewer points are also
+                                             # fewer near neighbours among the negatives); 0 = all
     # 2d objective: the student sees a random crop of each frame (this fraction of its height and width, resized back
     # and mirrored with probability 1/2), the teacher the whole frame. With the photometric views alone the patches
     # of both views sit at the same positions and the position embeddings alone can match them. (1, 1) = no crop.

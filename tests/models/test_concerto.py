@@ -129,12 +129,14 @@ def test_frozen_pretrained_image_encoder_is_a_cosine_target(tmp_path):
 
 def test_ema_pairs_move_the_teacher_towards_the_student():
     torch.manual_seed(0)
-    model = ConcertoModel(tiny_cfg("objective.kind=3d"))
+    model = ConcertoModel(tiny_cfg("objective.kind=3d", "objective.distillation=sinkhorn"))
     with torch.no_grad():
         for p in model.point_encoder.parameters():
             p.add_(1.0)
     pairs = model.ema_pairs()
     assert [type(s).__name__ for _, s in pairs] == ["PointEncoder", "PrototypeHead"]
+    contrast = ConcertoModel(tiny_cfg("objective.kind=3d", "objective.distillation=contrast"))
+    assert [type(s).__name__ for _, s in contrast.ema_pairs()] == ["PointEncoder", "ProjectionHead"]
     teacher, student = pairs[0]
     before = next(teacher.parameters()).clone()
     ema_update(teacher, student, 0.5)
