@@ -211,7 +211,7 @@ def bench_stages(repeats: int, data: str | None) -> dict:
         optimizer = build_optimizer(model, cfg.optim)
         acc = collections.defaultdict(list)
         parts = {"student point encoder": model.point_encoder, "teacher point encoder": model.teacher["point_encoder"],
-                 "image encoder (ViT)": model.image_encoder, "teacher prototype head": model.teacher["point_distill"],
+                 "image encoder (ViT)": model.image_encoder, "teacher distillation head": model.teacher["point_distill"],
                  **{f"head {k}": m for k, m in model.heads.items()}}
         for name, module in parts.items():
             module.register_forward_pre_hook(lambda m, i: setattr(m, "_tic", time.process_time()))

@@ -209,6 +209,9 @@ def test_aggregate_mean_and_sample_std_over_seeds_and_the_ordering():
     assert not checks[("3d", "2d")].holds  # +0.01 < std 0.05
     assert checks[("joint", "3d")].difference == pytest.approx(0.16)
     assert ("concat", "3d") not in checks  # absent rows are not checked
+    stats_random = ablate.aggregate({"3d": probes["3d"], "random": {0: _summary(0.20, 0.2), 1: _summary(0.25, 0.2)}})
+    by_pair = {(c.better, c.worse): c for c in ablate.ordering_checks(stats_random)}
+    assert by_pair[("3d", "random")].holds and by_pair[("3d", "random")].difference == pytest.approx(0.225)
 
 
 def test_write_results_writes_every_row_and_class(tmp_path):
