@@ -20,7 +20,7 @@ def _check_pairs(name: str, a: Tensor, b: Tensor) -> None:
         raise ValueError(f"{name}: expected at least one pair, got none")
 
 
-def info_nce(a: Tensor, b: Tensor, temperature: float = 0.07) -> Tensor:
+def info_nce(a: Tensor, b: Tensor, temperature: float = 0.07, symmetric: bool = True) -> Tensor:
     """Symmetric InfoNCE between paired embeddings; positives on the diagonal.
 
     ``(CE(a·bᵀ / t, arange(B)) + CE(b·aᵀ / t, arange(B))) / 2`` with ``a`` and ``b`` l2-normalised per row.
@@ -29,6 +29,8 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.07) -> Tensor:
         a: (B, D) embeddings.
         b: (B, D) embeddings, row i paired with ``a[i]``; every other row is a negative.
         temperature: softmax temperature t > 0.
+        symmetric: False keeps only the first term (each row of ``a`` picks its partner among the rows of ``b``,
+            as a MoCo query among its keys).
 
     Returns:
         scalar loss (``log B`` for random embeddings, 0 for perfect separation).
@@ -40,6 +42,8 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.07) -> Tensor:
     b = F.normalize(b.float(), dim=-1)
     logits = a @ b.t() / temperature
     target = torch.arange(a.size(0), device=a.device)
+    if not symmetric:
+        return F.cross_entropy(logits, target)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 

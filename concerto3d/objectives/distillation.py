@@ -22,6 +22,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from concerto3d.objectives.cross_modal import info_nce
+
 __all__ = ["distillation_cross_entropy", "dino_distillation", "update_center", "sinkhorn_knopp",
            "mse_distillation", "contrastive_distillation", "koleo_loss"]
 
@@ -173,12 +175,7 @@ def contrastive_distillation(student: Tensor, teacher: Tensor, temperature: floa
         scalar loss (``log P`` for unrelated embeddings, 0 for perfect matching).
     """
     _check_logits("contrastive_distillation", student, teacher)
-    if temperature <= 0:
-        raise ValueError(f"contrastive_distillation: expected temperature > 0, got {temperature}")
-    s = F.normalize(student.float(), dim=-1)
-    t = F.normalize(teacher.detach().float(), dim=-1)
-    logits = s @ t.t() / temperature
-    return F.cross_entropy(logits, torch.arange(s.size(0), device=s.device))
+    return info_nce(student, teacher.detach(), temperature, symmetric=False)
 
 
 def koleo_loss(features: Tensor, eps: float = 1e-8) -> Tensor:
