@@ -7,9 +7,10 @@ Objectives (``cfg.objective.kind``):
 
 ``joint`` (Concerto)
     * 3D self-distillation: the student point encoder sees ``view_student``, the EMA teacher sees ``view_teacher``;
-      points of the two views that come from the same crop point (same ``PointView.index``) are matched, and the
-      student's prototype distribution learns the teacher's (balanced Sinkhorn-Knopp targets by default, DINO centring
-      or MSE as options), weight ``distillation_weight``.
+      points of the two views that come from the same crop point (same ``PointView.index``) are matched, and each
+      student point must pick its teacher point among all matched teacher points (momentum contrast, the default;
+      prototype distributions with Sinkhorn-Knopp or DINO targets, or MSE, as options), weight
+      ``distillation_weight``.
     * dense cross-modal alignment: each correspondence (image, u, v, crop point) puts the student's feature of that
       point on image patch (v // p, u // p); the point features are averaged per (image, patch)
       (``ops.pool_to_patches``), projected, and aligned with the projected patch features of the image encoder by

@@ -1,16 +1,19 @@
 """3D self-distillation losses between a student and its momentum (EMA) teacher, on matched points.
 
-The default recipe is DINO's, which does not collapse: the teacher's prototype logits are centred (an EMA of their
-batch mean, :func:`update_center`) and sharpened (``teacher_temp < student_temp``), and the student learns the
-teacher's distribution by cross-entropy (:func:`dino_distillation`). :func:`sinkhorn_knopp` is the DINOv2/Sonata
-alternative to centring (balanced assignments of the points to the prototypes). :func:`mse_distillation` regresses
-normalised teacher features directly; it is the simplest form and collapses more easily.
-:func:`contrastive_distillation` is the momentum-contrast form (MoCo, PointContrast): each student point must pick
-its own teacher point among the other matched points, whose features are negatives; the negatives keep the features
-spread. :func:`koleo_loss` is DINOv2's spreading regulariser, usable with any of them.
+The default (``objective.distillation=contrast``) is :func:`contrastive_distillation`, the momentum-contrast form
+(MoCo, PointContrast): each student point must pick its own teacher point among the other matched points, whose
+features are negatives; the negatives keep the features spread. The prototype forms are options: DINO's
+(:func:`dino_distillation`; the teacher's prototype logits are centred, an EMA of their batch mean,
+:func:`update_center`, and sharpened, ``teacher_temp < student_temp``, and the student learns the teacher's
+distribution by cross-entropy) and the DINOv2/Sonata alternative to centring, :func:`sinkhorn_knopp` (balanced
+assignments of the points to the prototypes). On the synthetic ablation both learned invariant, low-rank features
+that probed no better than an untrained encoder (results/ablation/README.md). :func:`mse_distillation` regresses
+normalised teacher features directly; it is the simplest form and collapses more easily. :func:`koleo_loss` is
+DINOv2's spreading regulariser, usable with any of them.
 
 Under ``torch.distributed`` the batch statistics (:func:`update_center`, :func:`sinkhorn_knopp`) are summed over all
-processes, so every process sees the same centre and assignments.
+processes, so every process sees the same centre and assignments; :func:`contrastive_distillation` and
+:func:`koleo_loss` use each process's own rows.
 """
 
 from __future__ import annotations
