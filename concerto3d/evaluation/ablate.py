@@ -93,6 +93,9 @@ class AblationSettings:
         overrides: ``key=value`` training overrides applied to every trained row (after ``config``).
         config: a training YAML for every trained row, or None.
         config_sha256: digest of that file's content (filled in by :func:`run_ablation`).
+        training_sha256: digest of the whole training config a row is built from (package defaults, then
+            ``config``, then ``overrides``; filled in by :func:`run_ablation`), so that a folder whose rows were
+            trained under other package defaults is refused instead of mixed with new rows.
         probe_epochs, probe_lr, probe_batch_size: the linear head (same for every row).
         max_points: embed at most this many points per scene and interpolate the rest (None = all).
         probe_points: fit the head on at most this many labelled points per train scene (a seeded random
@@ -109,6 +112,7 @@ class AblationSettings:
     overrides: list[str] = field(default_factory=list)
     config: str | None = None
     config_sha256: str | None = None
+    training_sha256: str | None = None
     probe_epochs: int = 100
     probe_lr: float = 1e-2
     probe_batch_size: int | None = None
@@ -184,6 +188,15 @@ def _train_config(settings: AblationSettings, objective: str, seed: int, extra: 
     overrides = list(settings.overrides) + [f"objective.kind={objective}", f"steps={settings.steps}",
                                             f"seed={seed}", f"data.seed={seed}", *extra]
     return load_config(settings.config, overrides)
+
+
+def training_digest(settings: AblationSettings) -> str:
+    """sha256 of the training config of the joint row at seed 0, as sorted JSON: it changes with any package
+    default, the YAML or an override, and is the same for every seed and row of one ablation."""
+    from concerto3d.config import to_dict
+
+    cfg = to_dict(_train_config(settings, "joint", 0))
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
 
 
 def ensure_trained(data: Path, out: Path, row: str, seed: int, settings: AblationSettings) -> tuple[Path, float]:
@@ -715,7 +728,7 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
         if not config_path.is_file():
             raise InputError("--config: no such file", config_path)
         settings.config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
-    _train_config(settings, "joint", settings.seeds[0])  # a bad override fails before anything runs
+    settings.training_sha256 = training_digest(settings)  # also: a bad override fails before anything runs
     out.mkdir(parents=True, exist_ok=True)
     _settings_file(out, settings, data)
 

@@ -81,7 +81,7 @@ def _ablate(argv, monkeypatch):
     return cli.main(["ablate", argv[0], *TINY, *argv[1:]])
 
 
-def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path, monkeypatch):
+def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path, monkeypatch, capsys):
     import concerto3d.training.trainer as trainer
 
     calls = []
@@ -132,6 +132,20 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
     with pytest.raises(InputError, match="other settings"):
         ablate.run_ablation(tiny_data, out, ablate.AblationSettings(steps=3, seeds=[0], overrides=TINY),
                             progress=False)
+
+    # so is the same command once a package default has changed (the digest of the whole training config)
+    real_config = ablate._train_config
+
+    def other_default(settings, objective, seed, extra=()):
+        cfg = real_config(settings, objective, seed, extra)
+        cfg.objective.max_distill_points += 1
+        return cfg
+
+    monkeypatch.setattr(ablate, "_train_config", other_default)
+    calls.clear()
+    capsys.readouterr()
+    assert _ablate(argv, monkeypatch) == 2 and calls == []
+    assert "training_sha256" in capsys.readouterr().err
 
 
 def test_joint_target_2d_aligns_the_joint_row_with_the_2d_rows_frozen_image_encoder(tiny_data, tmp_path,
