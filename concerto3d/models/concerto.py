@@ -135,8 +135,8 @@ class ConcertoModel(nn.Module):
     Attributes:
         point_encoder: the student :class:`PointEncoder` (None for the ``2d`` objective).
         image_encoder: the student :class:`ImageEncoder` (None for the ``3d`` objective).
-        heads: ``nn.ModuleDict`` of the student's heads: ``point_distill`` / ``image_distill`` (prototype head, or
-            projection + predictor for MSE), ``point_proj`` and ``image_proj`` (cross-modal projections).
+        heads: ``nn.ModuleDict`` of the student's heads: ``point_distill`` / ``image_distill`` (prototype head for
+            Sinkhorn / DINO, projection head for contrast, projection + predictor for MSE), ``point_proj`` and ``image_proj`` (cross-modal projections).
         teacher: ``nn.ModuleDict`` with the EMA copies (``point_encoder`` + ``point_distill``, or ``image_encoder``
             + ``image_distill`` for ``2d``); no gradients; the trainer updates it with ``training.ema.ema_update`` on
             each pair of :meth:`ema_pairs`.
@@ -265,7 +265,7 @@ class ConcertoModel(nn.Module):
         """Distillation loss between matched (P, C) student and teacher encoder features (0 when P < 2), and its
         monitors: ``teacher_entropy`` and ``student_entropy``, the mean entropy of the targets and of the student's
         distributions over the prototypes divided by log K (1 = uniform: the plateau where the teacher teaches
-        nothing; empty for MSE)."""
+        nothing; empty for MSE and contrast)."""
         obj = self.objective
         if student_feat.size(0) < 2:  # no overlap (or one point: no batch statistics, no balanced targets)
             return student_feat.sum() * 0.0, {}  # keeps the graph (and DDP) intact

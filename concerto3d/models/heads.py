@@ -1,5 +1,5 @@
-"""Small heads on top of the encoders: a projection head for cross-modal alignment and a DINO prototype head for
-self-distillation."""
+"""Small heads on top of the encoders: a projection head (cross-modal alignment, and the contrast and MSE
+self-distillation) and a DINO prototype head (Sinkhorn and DINO self-distillation)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ def _check_pairs(name: str, a: Tensor, b: Tensor) -> None:
 
 
 def info_nce(a: Tensor, b: Tensor, temperature: float = 0.07, symmetric: bool = True) -> Tensor:
-    """Symmetric InfoNCE between paired embeddings; positives on the diagonal.
+    """InfoNCE between paired embeddings, symmetric by default; positives on the diagonal.
 
     ``(CE(a·bᵀ / t, arange(B)) + CE(b·aᵀ / t, arange(B))) / 2`` with ``a`` and ``b`` l2-normalised per row.
 

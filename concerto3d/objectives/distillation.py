@@ -185,7 +185,8 @@ def koleo_loss(features: Tensor, eps: float = 1e-8) -> Tensor:
     """DINOv2's KoLeo regulariser: ``-mean_i log(min_{j != i} ||x_i - x_j||)`` of l2-normalised rows.
 
     It is lowest when the rows spread evenly over the sphere, and grows without bound as two rows meet, so it pushes
-    against features that collapse onto a few directions (a low effective rank).
+    against features that collapse onto a few directions (a low effective rank). As in DINOv2, its gradient grows as
+    1/distance for rows that nearly coincide, and rows that coincide exactly get none.
 
     Args:
         features: (P, D) features, P >= 2.

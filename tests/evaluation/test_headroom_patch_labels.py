@@ -22,7 +22,8 @@ def test_each_patch_gets_the_majority_label_of_its_pixels_points():
     corr = torch.tensor([
         # image 0, patch (0, 0): points 0, 1 (label 3) and 2 (label 5) -> 3
         [0, 1, 1, 0], [0, 2, 3, 1], [0, 15, 15, 2],
-        # image 0, patch (1, 1): point 2 seen by three pixels, point 4 (label 1) by one -> 5 (pixel-weighted; counting points once would tie and give 1)
+        # image 0, patch (1, 1): point 2 seen by three pixels, point 4 (label 1) by one -> 5 (pixel-weighted;
+        # counting each point once would tie and give 1)
         [0, 20, 20, 2], [0, 21, 20, 2], [0, 22, 20, 2], [0, 31, 31, 4],
         # image 0, patch (0, 1): only the unlabelled point 3 -> no label, left out
         [0, 17, 2, 3],
