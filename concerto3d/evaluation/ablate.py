@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Row", "ROWS", "ROW_KEYS", "AblationSettings", "RowStats", "run_ablation", "lift_scene_features",
     "probe_features", "subsample_labelled", "aggregate", "mean_and_spread", "ordering_checks", "write_results",
-    "load_probes",
+    "load_probes", "data_digest",
 ]
 
 
@@ -96,6 +96,9 @@ class AblationSettings:
         training_sha256: digest of the whole training config a row is built from (package defaults, then
             ``config``, then ``overrides``; filled in by :func:`run_ablation`), so that a folder whose rows were
             trained under other package defaults is refused instead of mixed with new rows.
+        data_sha256: digest of the preprocessed data the rows train and probe on (:func:`data_digest`; filled in
+            by :func:`run_ablation`), so that a folder built on other scenes (regenerated scans, another
+            preprocessing) is refused, and a table names the data it came from.
         probe_epochs, probe_lr, probe_batch_size: the linear head (same for every row).
         max_points: embed at most this many points per scene and interpolate the rest (None = all).
         probe_points: fit the head on at most this many labelled points per train scene (a seeded random
@@ -113,6 +116,7 @@ class AblationSettings:
     config: str | None = None
     config_sha256: str | None = None
     training_sha256: str | None = None
+    data_sha256: str | None = None
     probe_epochs: int = 100
     probe_lr: float = 1e-2
     probe_batch_size: int | None = None
@@ -197,6 +201,33 @@ def training_digest(settings: AblationSettings) -> str:
 
     cfg = to_dict(_train_config(settings, "joint", 0))
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+
+
+# the per-scene arrays whose bytes enter data_digest (small: a few MB a scene); the rest enter by size
+_DIGEST_ARRAYS = ("coord.npy", "color.npy", "segment20.npy")
+
+
+def data_digest(data: Path) -> str:
+    """sha256 of a preprocessed dataset as the ablation sees it: the split lists, and for every scene they name
+    the bytes of its points, colours and labels and the size of every other file (correspondences, images).
+    ``meta.json`` is left out: it records absolute source paths, which move with the checkout."""
+    from concerto3d.evaluation.features import read_split
+
+    h = hashlib.sha256()
+    for split in ("train", "val"):
+        folders = read_split(data, split)
+        h.update(f"{split}:{','.join(f.name for f in folders)}\n".encode())
+        for folder in folders:
+            scene = folder.name
+            for path in sorted(folder.rglob("*")):
+                if not path.is_file() or path.name == "meta.json":
+                    continue
+                rel = path.relative_to(folder).as_posix()
+                if rel in _DIGEST_ARRAYS:
+                    h.update(f"{scene}/{rel}:".encode() + hashlib.sha256(path.read_bytes()).digest())
+                else:
+                    h.update(f"{scene}/{rel}:{path.stat().st_size}\n".encode())
+    return h.hexdigest()
 
 
 def ensure_trained(data: Path, out: Path, row: str, seed: int, settings: AblationSettings) -> tuple[Path, float]:
@@ -729,6 +760,7 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
             raise InputError("--config: no such file", config_path)
         settings.config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
     settings.training_sha256 = training_digest(settings)  # also: a bad override fails before anything runs
+    settings.data_sha256 = data_digest(data)
     out.mkdir(parents=True, exist_ok=True)
     _settings_file(out, settings, data)
 

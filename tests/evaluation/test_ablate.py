@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -132,6 +133,19 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
     with pytest.raises(InputError, match="other settings"):
         ablate.run_ablation(tiny_data, out, ablate.AblationSettings(steps=3, seeds=[0], overrides=TINY),
                             progress=False)
+
+    # the same folder on a copy of the data elsewhere is the same ablation (meta.json, with its source paths, does
+    # not count), but not on changed data (regenerated scans, another preprocessing): the data digest
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_data, moved)
+    (moved / "scene0000_00" / "meta.json").write_text(json.dumps({"source": "elsewhere"}))
+    assert _ablate([str(moved), *argv[1:]], monkeypatch) == 0 and calls == []
+    label = np.load(moved / "scene0003_00" / "segment20.npy")
+    label[0] = 6 if label[0] != 6 else 4
+    np.save(moved / "scene0003_00" / "segment20.npy", label)
+    capsys.readouterr()
+    assert _ablate([str(moved), *argv[1:]], monkeypatch) == 2 and calls == []
+    assert "data_sha256" in capsys.readouterr().err
 
     # so is the same command once a package default has changed (the digest of the whole training config)
     real_config = ablate._train_config
@@ -281,3 +295,35 @@ def test_subsample_labelled_keeps_at_most_n_labelled_points_per_scene_in_order()
     assert np.array_equal(again, fx[0])  # seeded
     all_x, all_y = ablate.subsample_labelled(xs, ys, None, seed=0)
     assert [len(y) for y in all_y] == [8, 2]
+
+
+def test_data_digest_follows_the_points_labels_and_files_not_the_folder_or_meta(tiny_data, tmp_path):
+    digest = ablate.data_digest(tiny_data)
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_data, copy)
+    (copy / "scene0001_00" / "meta.json").write_text("{}")
+    assert ablate.data_digest(copy) == digest
+
+    def changed(edit) -> str:
+        other = tmp_path / f"other{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(tiny_data, other)
+        edit(other)
+        return ablate.data_digest(other)
+
+    def nudge_coord(root):
+        coord = np.load(root / "scene0002_00" / "coord.npy")
+        coord[5, 2] += 0.01
+        np.save(root / "scene0002_00" / "coord.npy", coord)
+
+    def drop_correspondences(root):
+        corr = np.load(root / "scene0001_00" / "correspondences.npy")
+        np.save(root / "scene0001_00" / "correspondences.npy", corr[:-3])
+
+    def swap_splits(root):
+        train = (root / "splits" / "train.txt").read_text().split()
+        val = (root / "splits" / "val.txt").read_text().split()
+        (root / "splits" / "train.txt").write_text("\n".join(train[1:] + val) + "\n")
+        (root / "splits" / "val.txt").write_text(train[0] + "\n")
+
+    digests = {changed(nudge_coord), changed(drop_correspondences), changed(swap_splits)}
+    assert len(digests) == 3 and digest not in digests
