@@ -105,6 +105,11 @@ class AblationSettings:
             subset; None = all); the val split is always scored on every point.
         image_batch: images per image-encoder forward pass when lifting 2D features.
         rows: the rows to compute (a subset of :data:`ROW_KEYS`; concat needs 2d and 3d).
+        image_encoder: a pre-trained image encoder that *is* the 2d row (frozen, its patch features lifted; nothing
+            trained), and the joint row's target (implies ``joint_target="2d"``): a concerto3d run or model folder
+            with an image encoder (e.g. a ``2d`` run on other scans), or a local Hugging Face ViT/DINOv2 folder,
+            as the paper's 2D row and target are DINOv2. ``image_encoder_sha256`` (filled in by
+            :func:`run_ablation`) is the digest of its files.
         joint_target: what the joint row aligns its points with. ``scratch``: its own image encoder, trained from
             scratch with the points (symmetric InfoNCE). ``2d``: the same seed's 2d-row image encoder, frozen, whose
             patch features the points learn to predict (cosine), as Concerto does with DINOv2; needs the 2d row.
@@ -125,6 +130,8 @@ class AblationSettings:
     image_batch: int = 8
     rows: list[str] = field(default_factory=lambda: list(ROW_KEYS))
     joint_target: str = "scratch"
+    image_encoder: str | None = None
+    image_encoder_sha256: str | None = None
 
     def __post_init__(self):
         self.seeds = [int(s) for s in self.seeds]
@@ -139,6 +146,9 @@ class AblationSettings:
             raise InputError(f"--rows: expected some of {', '.join(ROW_KEYS)}, got {', '.join(self.rows) or 'none'}")
         if "concat" in self.rows and not {"2d", "3d"} <= set(self.rows):
             raise InputError("--rows: concat needs the 2d and 3d rows too")
+        if self.image_encoder is not None:
+            self.image_encoder = str(Path(self.image_encoder).resolve())
+            self.joint_target = "2d"
         if self.joint_target not in ("scratch", "2d"):
             raise InputError(f"--joint-target: expected scratch or 2d, got {self.joint_target!r}")
         if self.joint_target == "2d" and "joint" in self.rows and "2d" not in self.rows:
@@ -161,6 +171,7 @@ class AblationSettings:
         d.pop("seeds")
         d.pop("rows")
         d.pop("config")  # the path may move; its content digest is what counts
+        d.pop("image_encoder")  # likewise
         return d
 
 
@@ -230,6 +241,18 @@ def data_digest(data: Path) -> str:
     return h.hexdigest()
 
 
+def files_digest(folder: Path) -> str:
+    """sha256 over the relative paths and bytes of every file under ``folder`` (a model folder)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
 def ensure_trained(data: Path, out: Path, row: str, seed: int, settings: AblationSettings) -> tuple[Path, float]:
     """Train (or build, for ``random``) the model of one (row, seed) unless its ``model/`` folder exists.
 
@@ -238,6 +261,8 @@ def ensure_trained(data: Path, out: Path, row: str, seed: int, settings: Ablatio
     """
     from concerto3d.models.pretrained import save_model
 
+    if row == "2d" and settings.image_encoder is not None:
+        return Path(settings.image_encoder), 0.0  # a given pre-trained encoder: nothing to train
     run_dir = run_dir_of(out, row, seed)
     if _has_model(run_dir):
         return run_dir, 0.0
@@ -257,8 +282,8 @@ def ensure_trained(data: Path, out: Path, row: str, seed: int, settings: Ablatio
 
         extra = []
         if row == "joint" and settings.joint_target == "2d":  # the 2d row of this seed ran first (table order)
-            target = run_dir_of(out, "2d", seed)
-            if not _has_model(target):
+            target = Path(settings.image_encoder) if settings.image_encoder else run_dir_of(out, "2d", seed)
+            if settings.image_encoder is None and not _has_model(target):
                 raise InputError("--joint-target 2d: the 2d row's model is missing", target)
             extra = [f"image_encoder.pretrained_path={target.resolve()}", "image_encoder.freeze=true"]
         cfg = _train_config(settings, _ROW[row].objective, seed, extra)
@@ -379,22 +404,34 @@ def _point_features(run_dir: Path, data: Path, settings: AblationSettings, seed:
     return SplitFeatures(train_x, train_y, val_x, val_y)
 
 
+def _image_encoder_of(path: Path, settings: AblationSettings):
+    """The image encoder of a concerto3d run or model folder, or one built on a Hugging Face folder with the
+    ablation's image settings (size, normalisation) as the joint row builds it."""
+    from concerto3d.models.image_encoder import ImageEncoder, _own_model_folder
+    from concerto3d.models.pretrained import load_model
+
+    if _own_model_folder(str(path)) is not None:
+        encoder = load_model(path).image_encoder
+        if encoder is None:
+            raise InputError("expected a model with an image encoder (a 2d run)", path)
+        return encoder
+    cfg = _train_config(settings, "2d", 0, [f"image_encoder.pretrained_path={Path(path).resolve()}",
+                                            "image_encoder.freeze=true"])
+    return ImageEncoder(cfg.image_encoder)
+
+
 def _lifted_features(run_dir: Path, data: Path, settings: AblationSettings, desc: str) -> SplitFeatures:
     from tqdm import tqdm
 
-    from concerto3d.evaluation.features import freeze, read_split
-    from concerto3d.models.pretrained import load_model
+    from concerto3d.evaluation.features import read_split
 
-    model = load_model(run_dir)
-    if model.image_encoder is None:
-        raise InputError("expected a model with an image encoder (a 2d run)", run_dir)
-    freeze(model)
+    image_encoder = _image_encoder_of(run_dir, settings).eval().requires_grad_(False)
     out: dict[str, list] = {"train_x": [], "train_y": [], "val_x": [], "val_y": []}
     unseen = {}
     for split in ("train", "val"):
         points = unseen_points = labelled = labelled_unseen = 0
         for scene_dir in tqdm(read_split(data, split), desc=f"{desc} {split}", unit="scene", leave=False):
-            lifted = lift_scene_features(model.image_encoder, scene_dir, settings.image_batch)
+            lifted = lift_scene_features(image_encoder, scene_dir, settings.image_batch)
             out[f"{split}_x"].append(lifted.features)
             out[f"{split}_y"].append(lifted.labels)
             has_label = lifted.labels != IGNORE_INDEX
@@ -761,6 +798,11 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
         settings.config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
     settings.training_sha256 = training_digest(settings)  # also: a bad override fails before anything runs
     settings.data_sha256 = data_digest(data)
+    if settings.image_encoder is not None:
+        if not Path(settings.image_encoder).is_dir():
+            raise InputError("--image-encoder: no such folder", settings.image_encoder)
+        _image_encoder_of(Path(settings.image_encoder), settings)  # loads now, not after an hour of training
+        settings.image_encoder_sha256 = files_digest(Path(settings.image_encoder))
     out.mkdir(parents=True, exist_ok=True)
     _settings_file(out, settings, data)
 

@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the joint row's points align with: its own image encoder trained from scratch "
                              "with InfoNCE (scratch, default), or the same seed's 2d-row image encoder, frozen, "
                              "predicted by cosine as Concerto does with DINOv2 (2d)")
+    parser.add_argument("--image-encoder", metavar="PATH",
+                        help="a pre-trained image encoder as the 2d row (frozen, lifted, not trained) and as the "
+                             "joint row's target (implies --joint-target 2d), as the paper does with DINOv2: a "
+                             "concerto3d run or model folder with an image encoder, or a local Hugging Face folder")
     parser.add_argument("--probe-epochs", type=int, default=100, help="linear head epochs (default 100)")
     parser.add_argument("--probe-lr", type=float, default=1e-2, help="linear head peak learning rate (default 1e-2)")
     parser.add_argument("--probe-batch-size", type=int, default=None,
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                                 probe_batch_size=args.probe_batch_size,
                                 max_points=args.max_points, probe_points=args.probe_points,
                                 rows=[r.strip() for r in args.rows.split(",") if r.strip()],
-                                joint_target=args.joint_target)
+                                joint_target=args.joint_target, image_encoder=args.image_encoder)
     command = _command_line(args)
     stats = run_ablation(args.data, args.out, settings, device=device, progress=not args.no_progress,
                          command=command)
@@ -94,7 +98,8 @@ def _command_line(args: argparse.Namespace) -> str:
                                  ("--probe-epochs", args.probe_epochs, 100), ("--probe-lr", args.probe_lr, 1e-2),
                                  ("--probe-batch-size", args.probe_batch_size, None),
                                  ("--max-points", args.max_points, None), ("--probe-points", args.probe_points, None),
-                                 ("--joint-target", args.joint_target, "scratch"), ("--device", args.device, "auto")):
+                                 ("--joint-target", args.joint_target, "scratch"),
+                                 ("--image-encoder", args.image_encoder, None), ("--device", args.device, "auto")):
         if value is not None and value != default and not (flag == "--rows" and value == _all_rows()):
             parts += [flag, str(value)]
     return " ".join(shlex.quote(str(p)) for p in parts + list(args.overrides))

@@ -187,6 +187,61 @@ def test_joint_target_2d_aligns_the_joint_row_with_the_2d_rows_frozen_image_enco
     assert "loss_dense" in losses[0] and len(losses) == 3
 
 
+def test_image_encoder_option_is_the_2d_row_and_the_joint_target_without_training_it(tiny_data, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """``--image-encoder PATH``: a pre-trained encoder (here a 2d run on the same scenes) is the 2d row, lifted
+    and probed but never trained, and the joint row's frozen target; replacing its weights is refused."""
+    import concerto3d.training.trainer as trainer
+
+    configs = {}
+    real_train = trainer.train
+    monkeypatch.setattr(trainer, "train",
+                        lambda *a, **k: configs.setdefault(a[0].objective.kind, a[0]) and real_train(*a, **k))
+    first = tmp_path / "first"
+    base = ["--seeds", "1", "--steps", "2", "--rows", "2d,joint", "--probe-epochs", "2", "--probe-points", "100",
+            "--no-progress"]
+    assert _ablate([str(tiny_data), "--out", str(first), "--rows", "2d", *base[:4], *base[6:]], monkeypatch) == 0
+    encoder = tmp_path / "pretrained"
+    shutil.copytree(first / "runs" / "2d-seed0", encoder)
+    configs.clear()
+
+    out = tmp_path / "abl"
+    argv = [str(tiny_data), "--out", str(out), "--image-encoder", str(encoder), *base]
+    assert _ablate(argv, monkeypatch) == 0
+    assert list(configs) == ["joint"]  # the 2d row is the given encoder: nothing trained for it
+    joint = configs["joint"]
+    assert joint.image_encoder.freeze and joint.image_encoder.pretrained_path == str(encoder.resolve())
+    assert not (out / "runs" / "2d-seed0").exists()
+    probe = json.loads((out / "probes" / "2d-seed0.json").read_text())
+    assert probe["run"] == str(encoder.resolve())
+    # the same encoder lifted in its own ablation folder gives the same features, hence the same probe
+    assert probe["miou"] == pytest.approx(json.loads((first / "probes" / "2d-seed0.json").read_text())["miou"])
+    settings = json.loads((out / "ablation.json").read_text())
+    assert settings["joint_target"] == "2d" and len(settings["image_encoder_sha256"]) == 64
+    assert "--image-encoder" in (out / "results.md").read_text()
+
+    # other weights in that folder: refused, not mixed with the rows built on the old ones
+    weights = encoder / "model" / "image_encoder.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
+    capsys.readouterr()
+    assert _ablate(argv, monkeypatch) == 2
+    assert "image_encoder_sha256" in capsys.readouterr().err
+
+
+def test_image_encoder_option_reads_a_local_hugging_face_folder(tiny_data, tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    folder = tmp_path / "hf_vit"
+    ViTModel(ViTConfig(image_size=H, patch_size=16, hidden_size=40, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64), add_pooling_layer=False).save_pretrained(folder)
+    settings = ablate.AblationSettings(steps=1, seeds=[0], overrides=TINY, rows=["2d"], image_encoder=str(folder),
+                                       probe_epochs=2)
+    assert settings.joint_target == "2d"
+    feats = ablate._lifted_features(folder, tiny_data, settings, "lift")
+    assert len(feats.train_x) == 3 and feats.train_x[0].shape[1] == 40  # the HF model's hidden size
+    assert any(np.abs(x).sum() > 0 for x in feats.val_x)
+
+
 def test_lift_scene_features_averages_the_patches_that_see_each_point(tiny_data):
     from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
 
