@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-probe", action="store_true",
+                        help="only train and save the encoder (e.g. a stand-in image encoder for ablate "
+                             "--image-encoder)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="training overrides after benchmarks/ablation.yaml, e.g. image_encoder.patch_size=8")
     args = parser.parse_intermixed_args()
@@ -113,6 +116,8 @@ def main() -> None:
         if step % 50 == 0 or step == cfg.steps - 1:
             print(f"step {step}: cross-entropy {loss.item():.3f} ({time.perf_counter() - tic:.0f} s)", flush=True)
     save_model(model, cfg, args.out, steps=cfg.steps)
+    if args.no_probe:
+        return
 
     settings = AblationSettings(steps=cfg.steps, probe_points=20000, probe_epochs=20, probe_batch_size=4096)
     if args.modality == "3d":
