@@ -3,7 +3,7 @@
 # DINOv2, which nothing here may download). The stand-in: a ViT trained on 80 *other* synthetic rooms (seed 1,
 # disjoint from the benchmark's seed-0 rooms), then frozen; it is the 2d row (lifted) and the joint row's target.
 #
-#   benchmarks/ablation_standin.sh [WORK] [RESULTS] [KIND]    (defaults: data/ablation, results/ablation_standin,
+#   benchmarks/ablation_standin.sh [WORK] [RESULTS] [KIND]    (defaults: data/ablation, results/ablation_standin/KIND,
 #                                                               supervised)
 #
 # KIND=supervised trains the stand-in with the labels of those rooms (benchmarks/ablation_headroom.py --modality
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-data/ablation}
-RESULTS=${2:-results/ablation_standin}
+RESULTS=${2:-results/ablation_standin/${3:-supervised}}
 KIND=${3:-supervised}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
 SECONDS=0
