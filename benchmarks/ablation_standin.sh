@@ -10,8 +10,8 @@
 # 2d: each patch classified into the majority label of its points), a mechanism check: what the joint row gains
 # from an image encoder that knows the classes, as DINOv2 nearly does on ScanNet. KIND=selfsup trains it with the
 # package's own 2d objective (self-distillation, no labels). The benchmark's rows (random, 3d) are the same
-# training runs as benchmarks/ablation.sh's; this script trains them again unless WORK/ablate already holds them
-# (it then copies them: same seeds, same data, same config). Resumes like ablation.sh.
+# training runs as benchmarks/ablation.sh's; this script trains them again unless WORK/ablate holds them for the
+# same data and training config (the digests in its ablation.json; it then copies them). Resumes like ablation.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-data/ablation}
@@ -19,6 +19,7 @@ RESULTS=${2:-results/ablation_standin/${3:-supervised}}
 KIND=${3:-supervised}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
 SECONDS=0
+case "$KIND" in supervised|selfsup) ;; *) echo "KIND must be supervised or selfsup, got $KIND" >&2; exit 2 ;; esac
 
 [ -f "$WORK/scans/scannetv2_val.txt" ] || $PY -m concerto3d synth "$WORK/scans" --scenes 15 --frames 20 --seed 0
 $PY -m concerto3d preprocess "$WORK/scans" "$WORK/preprocessed" --frame-skip 2 --voxel 0.04 --image-size 144x192
@@ -35,16 +36,32 @@ if [ ! -f "$ENCODER/model/config.json" ]; then
     supervised) $PY benchmarks/ablation_headroom.py \
                   "$WORK/pool/preprocessed" --out "$ENCODER" --modality 2d --steps 1500 --no-probe ;;
     selfsup) $PY -m concerto3d train "$WORK/pool/preprocessed" --out "$ENCODER" --objective 2d \
-               --config benchmarks/ablation.yaml --steps 1500 ;;
-    *) echo "KIND must be supervised or selfsup, got $KIND" >&2; exit 2 ;;
+               --config benchmarks/ablation.yaml --steps 1500 --resume ;;
   esac
 fi
 echo "[ablation_standin.sh] stand-in image encoder ($KIND) ready at ${SECONDS} s"
 
 OUT="$WORK/ablate_standin_$KIND"
+# reuse the benchmark's random and 3d runs only when they were built on the same data under the same config
+same=$($PY - "$WORK" <<'PYEOF'
+import json, sys
+from pathlib import Path
+from concerto3d.evaluation.ablate import AblationSettings, data_digest, training_digest
+work = Path(sys.argv[1])
+try:
+    saved = json.loads((work / "ablate" / "ablation.json").read_text())
+except (OSError, ValueError):
+    print(0); sys.exit()
+now = AblationSettings(config="benchmarks/ablation.yaml")
+print(int(saved.get("data_sha256") == data_digest(work / "preprocessed")
+          and saved.get("training_sha256") == training_digest(now) and saved.get("overrides") == []))
+PYEOF
+)
+[ "$same" = 1 ] || echo "[ablation_standin.sh] $WORK/ablate is missing or was built otherwise: training random and 3d here"
 for row in random 3d; do
   for s in 0 1 2; do
-    if [ -f "$WORK/ablate/runs/$row-seed$s/model/config.json" ] && [ ! -e "$OUT/runs/$row-seed$s" ]; then
+    if [ "$same" = 1 ] && [ -f "$WORK/ablate/runs/$row-seed$s/model/config.json" ] \
+        && [ ! -e "$OUT/runs/$row-seed$s" ]; then
       mkdir -p "$OUT/runs" && cp -r "$WORK/ablate/runs/$row-seed$s" "$OUT/runs/"
     fi
   done

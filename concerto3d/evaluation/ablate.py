@@ -151,7 +151,8 @@ class AblationSettings:
             self.joint_target = "2d"
         if self.joint_target not in ("scratch", "2d"):
             raise InputError(f"--joint-target: expected scratch or 2d, got {self.joint_target!r}")
-        if self.joint_target == "2d" and "joint" in self.rows and "2d" not in self.rows:
+        if (self.joint_target == "2d" and self.image_encoder is None and "joint" in self.rows
+                and "2d" not in self.rows):
             raise InputError("--joint-target 2d: the joint row aligns with the 2d row's image encoder; add the 2d row")
         if self.probe_batch_size is not None and self.probe_batch_size < 1:
             raise InputError(f"--probe-batch-size must be >= 1, got {self.probe_batch_size}")
@@ -215,12 +216,13 @@ def training_digest(settings: AblationSettings) -> str:
 
 
 # the per-scene arrays whose bytes enter data_digest (small: a few MB a scene); the rest enter by size
-_DIGEST_ARRAYS = ("coord.npy", "color.npy", "segment20.npy")
+_DIGEST_ARRAYS = ("coord.npy", "color.npy", "normal.npy", "segment20.npy")
 
 
 def data_digest(data: Path) -> str:
     """sha256 of a preprocessed dataset as the ablation sees it: the split lists, and for every scene they name
-    the bytes of its points, colours and labels and the size of every other file (correspondences, images).
+    the bytes of its points, colours, normals and labels and the size of every other file (correspondences,
+    images).
     ``meta.json`` is left out: it records absolute source paths, which move with the checkout."""
     from concerto3d.evaluation.features import read_split
 
@@ -241,8 +243,17 @@ def data_digest(data: Path) -> str:
     return h.hexdigest()
 
 
+def image_encoder_digest(path: Path) -> str:
+    """sha256 of what ``--image-encoder PATH`` loads: the model folder of a concerto3d run (not its checkpoints or
+    logs), or the whole folder of a Hugging Face model."""
+    from concerto3d.models.image_encoder import _own_model_folder
+
+    own = _own_model_folder(str(path))
+    return files_digest(Path(own) if own is not None else Path(path))
+
+
 def files_digest(folder: Path) -> str:
-    """sha256 over the relative paths and bytes of every file under ``folder`` (a model folder)."""
+    """sha256 over the relative paths and bytes of every file under ``folder``."""
     h = hashlib.sha256()
     for path in sorted(Path(folder).rglob("*")):
         if path.is_file():
@@ -418,6 +429,22 @@ def _image_encoder_of(path: Path, settings: AblationSettings):
     cfg = _train_config(settings, "2d", 0, [f"image_encoder.pretrained_path={Path(path).resolve()}",
                                             "image_encoder.freeze=true"])
     return ImageEncoder(cfg.image_encoder)
+
+
+def _check_image_encoder(path: Path, settings: AblationSettings) -> None:
+    """Load the ``--image-encoder`` and check that the ablation's images and patches fit it (DINOv2 has 14-pixel
+    patches; the benchmark's 144x192 images and 16-pixel ``data.patch_size`` do not)."""
+    encoder = _image_encoder_of(path, settings)
+    cfg = _train_config(settings, "joint", 0)
+    patch = int(encoder.patch_size)
+    size = tuple(int(v) for v in cfg.data.image_size)
+    if cfg.data.patch_size != patch or any(v % patch for v in size):
+        fit = [(v // patch) * patch for v in size]
+        raise InputError(
+            f"--image-encoder has {patch}-pixel patches, but the training config has {size[0]}x{size[1]} images "
+            f"and data.patch_size={cfg.data.patch_size}; add e.g. data.patch_size={patch} "
+            f"data.image_size=[{fit[0]},{fit[1]}] image_encoder.patch_size={patch} "
+            f"image_encoder.image_size=[{fit[0]},{fit[1]}]", path)
 
 
 def _lifted_features(run_dir: Path, data: Path, settings: AblationSettings, desc: str) -> SplitFeatures:
@@ -760,6 +787,11 @@ def _settings_file(out: Path, settings: AblationSettings, data: Path) -> None:
         if isinstance(saved, dict):
             old = AblationSettings(**{k: v for k, v in saved.items() if k != "data"})
             diffs = [k for k, v in settings.result_fields().items() if old.result_fields().get(k) != v]
+            missing = [k for k in diffs if k.endswith("_sha256") and old.result_fields().get(k) is None]
+            if missing:
+                raise InputError(f"holds an ablation run from before {', '.join(missing)} was recorded, so it "
+                                 "cannot be checked against this one; use another --out (or delete the folder)",
+                                 out)
             if diffs:
                 raise InputError(f"holds an ablation run with other settings ({', '.join(diffs)} differ); use "
                                  "another --out or the same settings", out)
@@ -801,8 +833,8 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
     if settings.image_encoder is not None:
         if not Path(settings.image_encoder).is_dir():
             raise InputError("--image-encoder: no such folder", settings.image_encoder)
-        _image_encoder_of(Path(settings.image_encoder), settings)  # loads now, not after an hour of training
-        settings.image_encoder_sha256 = files_digest(Path(settings.image_encoder))
+        _check_image_encoder(Path(settings.image_encoder), settings)  # now, not after an hour of training
+        settings.image_encoder_sha256 = image_encoder_digest(Path(settings.image_encoder))
     out.mkdir(parents=True, exist_ok=True)
     _settings_file(out, settings, data)
 

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="YAML", help="training config for every trained row")
     parser.add_argument("--rows", default=",".join(ROW_KEYS),
                         help=f"comma-separated subset of {','.join(ROW_KEYS)} (default: all)")
-    parser.add_argument("--joint-target", choices=("scratch", "2d"), default="scratch",
+    parser.add_argument("--joint-target", choices=("scratch", "2d"), default=None,
                         help="what the joint row's points align with: its own image encoder trained from scratch "
                              "with InfoNCE (scratch, default), or the same seed's 2d-row image encoder, frozen, "
                              "predicted by cosine as Concerto does with DINOv2 (2d)")
@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         if item.split("=", 1)[0].strip() in ("objective.kind", "steps", "seed", "data.seed"):
             raise InputError(f"{item!r}: the ablation sets objective.kind, steps, seed and data.seed itself "
                              "(use --steps and --seeds)")
+    if args.image_encoder is not None and args.joint_target == "scratch":
+        raise InputError("--image-encoder is the joint row's target (--joint-target 2d); it cannot be combined "
+                         "with --joint-target scratch")
+    joint_target = args.joint_target or "scratch"
     device = resolve_device(args.device)
     overrides = list(args.overrides)
     if args.device != "auto":
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                                 probe_batch_size=args.probe_batch_size,
                                 max_points=args.max_points, probe_points=args.probe_points,
                                 rows=[r.strip() for r in args.rows.split(",") if r.strip()],
-                                joint_target=args.joint_target, image_encoder=args.image_encoder)
+                                joint_target=joint_target, image_encoder=args.image_encoder)
     command = _command_line(args)
     stats = run_ablation(args.data, args.out, settings, device=device, progress=not args.no_progress,
                          command=command)
@@ -98,7 +102,7 @@ def _command_line(args: argparse.Namespace) -> str:
                                  ("--probe-epochs", args.probe_epochs, 100), ("--probe-lr", args.probe_lr, 1e-2),
                                  ("--probe-batch-size", args.probe_batch_size, None),
                                  ("--max-points", args.max_points, None), ("--probe-points", args.probe_points, None),
-                                 ("--joint-target", args.joint_target, "scratch"),
+                                 ("--joint-target", args.joint_target, None),
                                  ("--image-encoder", args.image_encoder, None), ("--device", args.device, "auto")):
         if value is not None and value != default and not (flag == "--rows" and value == _all_rows()):
             parts += [flag, str(value)]

@@ -228,18 +228,61 @@ def test_image_encoder_option_is_the_2d_row_and_the_joint_target_without_trainin
     assert "image_encoder_sha256" in capsys.readouterr().err
 
 
-def test_image_encoder_option_reads_a_local_hugging_face_folder(tiny_data, tmp_path):
+def test_image_encoder_option_reads_a_local_hugging_face_folder_with_its_own_patch_size(tiny_data, tmp_path):
+    """A DINOv2-like folder (14-pixel patches): refused up front with the overrides that fit, lifted once given."""
     from transformers import ViTConfig, ViTModel
 
     folder = tmp_path / "hf_vit"
-    ViTModel(ViTConfig(image_size=H, patch_size=16, hidden_size=40, num_hidden_layers=1, num_attention_heads=2,
+    ViTModel(ViTConfig(image_size=28, patch_size=14, hidden_size=40, num_hidden_layers=1, num_attention_heads=2,
                        intermediate_size=64), add_pooling_layer=False).save_pretrained(folder)
-    settings = ablate.AblationSettings(steps=1, seeds=[0], overrides=TINY, rows=["2d"], image_encoder=str(folder),
+    settings = ablate.AblationSettings(steps=1, seeds=[0], overrides=TINY, image_encoder=str(folder),
                                        probe_epochs=2)
     assert settings.joint_target == "2d"
+    with pytest.raises(InputError, match=r"14-pixel patches.*data.patch_size=14 data.image_size=\[28,42\]"):
+        ablate.run_ablation(tiny_data, tmp_path / "abl", settings, progress=False)
+    assert not (tmp_path / "abl" / "runs").exists()  # refused before any row ran
+
+    fit = ["data.patch_size=14", "data.image_size=[28, 42]", "image_encoder.patch_size=14",
+           "image_encoder.image_size=[28, 42]"]
+    settings = ablate.AblationSettings(steps=1, seeds=[0], overrides=TINY + fit, rows=["2d"],
+                                       image_encoder=str(folder), probe_epochs=2)
+    ablate._check_image_encoder(folder, settings)
     feats = ablate._lifted_features(folder, tiny_data, settings, "lift")
     assert len(feats.train_x) == 3 and feats.train_x[0].shape[1] == 40  # the HF model's hidden size
-    assert any(np.abs(x).sum() > 0 for x in feats.val_x)
+    x = feats.val_x[0]
+    seen = np.abs(x).sum(axis=1) > 0
+    assert seen.all()  # the first photo covers the whole scene
+    assert len(np.unique(x[seen].round(5), axis=0)) > 1  # points on different patches get different features
+
+
+def test_image_encoder_settings_joint_without_the_2d_row_and_conflicting_targets(tiny_data, tmp_path, monkeypatch,
+                                                                                capsys):
+    encoder = tmp_path / "enc"
+    encoder.mkdir()
+    # with a given encoder the joint row does not need the 2d row ...
+    settings = ablate.AblationSettings(rows=["3d", "joint"], image_encoder=str(encoder))
+    assert settings.joint_target == "2d"
+    # ... without one it does
+    with pytest.raises(InputError, match="add the 2d row"):
+        ablate.AblationSettings(rows=["3d", "joint"], joint_target="2d")
+    # an explicit --joint-target scratch contradicts --image-encoder
+    capsys.readouterr()
+    argv = [str(tiny_data), "--out", str(tmp_path / "abl"), "--image-encoder", str(encoder), "--joint-target",
+            "scratch", "--no-progress"]
+    assert _ablate(argv, monkeypatch) == 2
+    assert "cannot be combined with --joint-target scratch" in capsys.readouterr().err
+
+
+def test_a_folder_from_before_the_data_digest_is_refused_with_a_reason(tiny_data, tmp_path):
+    out = tmp_path / "abl"
+    out.mkdir()
+    settings = ablate.AblationSettings(steps=1, seeds=[0], overrides=TINY, rows=["random"], probe_epochs=2)
+    old = {"data": str(tiny_data), **ablate.asdict(settings)}
+    old["training_sha256"] = ablate.training_digest(settings)
+    old.pop("data_sha256")
+    (out / "ablation.json").write_text(json.dumps(old))
+    with pytest.raises(InputError, match="from before data_sha256 was recorded"):
+        ablate.run_ablation(tiny_data, out, settings, progress=False)
 
 
 def test_lift_scene_features_averages_the_patches_that_see_each_point(tiny_data):
