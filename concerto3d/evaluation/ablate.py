@@ -845,6 +845,15 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
     header = {"command": command, "data": str(data), "settings": {"data": str(data), **asdict(settings)}}
     cache: dict[str, SplitFeatures] = {}  # this seed's 2d and 3d features, for concat
     cache_seed = None
+    given: list[SplitFeatures] = []  # the --image-encoder's lifted features: the same for every seed, lifted once
+
+    def lifted(run_dir: Path) -> SplitFeatures:
+        if settings.image_encoder is None:
+            return _lifted_features(run_dir, data, settings, "lift")
+        if not given:
+            given.append(_lifted_features(run_dir, data, settings, "lift"))
+        return given[0]
+
     try:
         for row, seed in units:
             if (row, seed) in done:
@@ -859,13 +868,13 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
                     if part not in cache:
                         run_dir, spent = ensure_trained(data, out, part, seed, settings)
                         train_s += spent
-                        cache[part] = (_lifted_features(run_dir, data, settings, "lift") if part == "2d" else
+                        cache[part] = (lifted(run_dir) if part == "2d" else
                                        _point_features(run_dir, data, settings, seed, "embed"))
                 feats = _concat(cache["2d"], cache["3d"])
                 run_dir = None
             else:
                 run_dir, train_s = ensure_trained(data, out, row, seed, settings)
-                feats = (_lifted_features(run_dir, data, settings, "lift") if row == "2d" else
+                feats = (lifted(run_dir) if row == "2d" else
                          _point_features(run_dir, data, settings, seed, "embed"))
                 if row in ("2d", "3d") and "concat" in settings.rows:
                     cache[row] = feats

@@ -220,6 +220,17 @@ def test_image_encoder_option_is_the_2d_row_and_the_joint_target_without_trainin
     assert settings["joint_target"] == "2d" and len(settings["image_encoder_sha256"]) == 64
     assert "--image-encoder" in (out / "results.md").read_text()
 
+    # a second seed probes the same encoder's features again, without lifting them again (one pass per scene)
+    lifts = []
+    real_lift = ablate.lift_scene_features
+    monkeypatch.setattr(ablate, "lift_scene_features", lambda *a, **k: lifts.append(a[1]) or real_lift(*a, **k))
+    two = tmp_path / "two"
+    assert _ablate([str(tiny_data), "--out", str(two), "--image-encoder", str(encoder), "--seeds", "2", "--rows",
+                    "2d", *base[6:]], monkeypatch) == 0
+    assert len(lifts) == 4 and len(set(lifts)) == 4  # 3 train + 1 val scenes, once each
+    seeds = [json.loads((two / "probes" / f"2d-seed{s}.json").read_text()) for s in (0, 1)]
+    assert seeds[0]["miou"] == pytest.approx(probe["miou"]) and seeds[1]["head"]["seed"] == 1
+
     # other weights in that folder: refused, not mixed with the rows built on the old ones
     weights = encoder / "model" / "image_encoder.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
