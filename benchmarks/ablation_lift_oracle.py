@@ -14,21 +14,28 @@ points; the 10 frames of a val room see 21-43 % of its points.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 
 
-def lifted_patch_labels(labels: np.ndarray, corr: np.ndarray, patch: int, num_classes: int) -> np.ndarray:
+def lifted_patch_labels(labels: np.ndarray, corr: np.ndarray, image_size: tuple[int, int], patch: int,
+                        num_classes: int) -> np.ndarray:
     """Per point, the majority over its correspondences of their patches' majority labels; -2 where unseen.
 
     Args:
         labels: (N,) int labels, -1 = ignore (not counted in a patch's vote).
-        corr: (M, 4) int rows (frame, u, v, point).
+        corr: (M, 4) int rows (frame, u, v, point) at ``image_size`` (H, W), grouped into patches as in training
+            (``ops.correspondence_patch_keys``).
     """
-    frame, u, v, point = (corr[:, i].astype(np.int64) for i in range(4))
-    _, patch_id = np.unique(np.stack([frame, v // patch, u // patch], axis=1), axis=0, return_inverse=True)
-    patch_id = patch_id.reshape(-1)
+    import torch
+
+    from concerto3d import ops
+
+    point, key = (t.numpy() for t in ops.correspondence_patch_keys(torch.from_numpy(corr.astype(np.int64)),
+                                                                   image_size, patch))
+    _, patch_id = np.unique(key, return_inverse=True)
     lab = labels[point]
     ok = lab >= 0
     votes = np.zeros((patch_id.max() + 1 if len(patch_id) else 0, num_classes))
@@ -51,7 +58,9 @@ def main() -> None:
     union = {k: np.zeros(NUM_CLASSES_20) for k in ("seen", "all")}
     for folder in read_split(Path(args.data), "val"):
         labels = np.load(folder / "segment20.npy").astype(np.int64)
-        pred = lifted_patch_labels(labels, np.load(folder / "correspondences.npy"), args.patch, NUM_CLASSES_20)
+        image_size = tuple(json.loads((folder / "meta.json").read_text())["image_size"])
+        pred = lifted_patch_labels(labels, np.load(folder / "correspondences.npy"), image_size, args.patch,
+                                   NUM_CLASSES_20)
         seen = pred >= 0
         print(f"{folder.name}: {100 * seen.mean():.0f} % of the points seen")
         for key, mask in (("seen", seen & (labels >= 0)), ("all", labels >= 0)):

@@ -785,9 +785,9 @@ def _settings_file(out: Path, settings: AblationSettings, data: Path) -> None:
         except json.JSONDecodeError:
             saved = None
         if isinstance(saved, dict):
-            old = AblationSettings(**{k: v for k, v in saved.items() if k != "data"})
-            diffs = [k for k, v in settings.result_fields().items() if old.result_fields().get(k) != v]
-            missing = [k for k in diffs if k.endswith("_sha256") and old.result_fields().get(k) is None]
+            old = AblationSettings(**{k: v for k, v in saved.items() if k != "data"}).result_fields()
+            diffs = [k for k, v in settings.result_fields().items() if old.get(k) != v]
+            missing = [k for k in diffs if k.endswith("_sha256") and old.get(k) is None]
             if missing:
                 raise InputError(f"holds an ablation run from before {', '.join(missing)} was recorded, so it "
                                  "cannot be checked against this one; use another --out (or delete the folder)",

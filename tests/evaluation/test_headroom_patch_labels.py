@@ -1,22 +1,11 @@
 """benchmarks/ablation_headroom.py --modality 2d: the patch labels the supervised image encoder learns from."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ablation_headroom.py"
 
-
-def _patch_labels():
-    spec = importlib.util.spec_from_file_location("ablation_headroom", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.patch_labels
-
-
-def test_each_patch_gets_the_majority_label_of_its_pixels_points():
+def test_each_patch_gets_the_majority_label_of_its_pixels_points(benchmark_script):
     # two 32x32 images, 16-px patches: keys image * 4 + row * 2 + col
     labels = torch.tensor([3, 3, 5, -1, 1, 2])  # crop points 0..5
     corr = torch.tensor([
@@ -31,6 +20,6 @@ def test_each_patch_gets_the_majority_label_of_its_pixels_points():
         [1, 0, 16, 5],
     ])
     batch = SimpleNamespace(images=torch.zeros(2, 3, 32, 32), corr=corr, labels=labels)
-    keys, patch_label = _patch_labels()(batch, patch_size=16, num_classes=20)
+    keys, patch_label = benchmark_script("ablation_headroom").patch_labels(batch, patch_size=16, num_classes=20)
     assert keys.tolist() == [0, 3, 6]
     assert patch_label.tolist() == [3, 5, 2]
