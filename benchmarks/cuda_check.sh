@@ -11,6 +11,9 @@
 #    and the same training under `torchrun --nproc_per_node 1` (NCCL);
 # 4. the test suite with the GPU visible (device=auto picks CUDA), as far as the time left allows.
 #
+# .whl/ (git-ignored; fetch on a machine with pip's index, for the GPU machine's Python, here 3.12):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl plyfile
+#   pip download --no-deps --no-binary=:all: -d .whl torch-cluster==1.6.3 fpsample==1.0.2
 # DATA: preprocessed scenes with splits (default data/cuda_check/preprocessed, made by
 #   concerto3d synth data/cuda_check/scans --scenes 4 --frames 20 && concerto3d preprocess data/cuda_check/scans
 #   data/cuda_check/preprocessed --frame-skip 2 --voxel 0.04).

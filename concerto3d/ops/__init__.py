@@ -1,7 +1,7 @@
 """Point-cloud operations: farthest point sampling, neighbour queries, k-NN interpolation, pooling onto patches.
 
-The fast paths call fpsample (CPU FPS) and torch-cluster (everything else) directly; each has a plain reference
-with the same semantics that the tests hold it to.
+The fast paths call fpsample (FPS, on the host for any device) and torch-cluster (neighbour queries) directly; each
+has a plain reference with the same semantics that the tests hold it to.
 """
 
 from concerto3d.ops.neighbors import knn, knn_interpolate, radius

@@ -10,7 +10,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["radius", "knn", "knn_interpolate"]
+__all__ = ["radius", "knn", "knn_interpolate", "shuffle_keys"]
+
+# Fibonacci hashing: i -> (i * 0x9E3779B1) mod 2^31 is a bijection of [0, 2^31) (the multiplier is odd) that sends
+# neighbouring rows far apart, so sorting rows by it is a fixed pseudo-random order of the points.
+_HASH, _HASH_MASK = 0x9E3779B1, (1 << 31) - 1
+
+
+def shuffle_keys(n: int, device: torch.device | str | None = None) -> Tensor:
+    """(n,) int64 distinct pseudo-random keys of rows ``0..n-1``, the same on every device and every call."""
+    return (torch.arange(n, dtype=torch.long, device=device) * _HASH) & _HASH_MASK
 
 
 def _check_points(name: str, pos: Tensor, batch: Tensor | None) -> None:
@@ -30,19 +39,56 @@ def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_
         r: radius in the units of the coordinates (metres).
         batch_x: (N,) long sorted cloud index of ``x``, or None for one cloud.
         batch_y: (M,) long sorted cloud index of ``y``, or None for one cloud.
-        max_num_neighbors: at most this many neighbours per query point.
+        max_num_neighbors: at most this many neighbours per query point. Where more lie within ``r``, the ones
+            kept are those with the smallest :func:`shuffle_keys` of their ``x`` row: a fixed pseudo-random part of
+            the ball, the same on CPU and CUDA.
 
     Returns:
-        (2, E) long: ``[y index, x index]`` for every neighbour pair. A query point that is also in ``x``
-        finds itself (distance 0).
+        (2, E) long: ``[y index, x index]`` for every neighbour pair, grouped by query point (the order inside a
+        group differs between devices). A query point that is also in ``x`` finds itself (distance 0).
+
+    torch-cluster alone keeps the first neighbours it meets: in memory order on CUDA, in k-d tree order on CPU.
+    Points stored in voxel order then give a one-sided part of every full ball, and a different one on each device
+    (an untrained encoder's features differed by up to 6 % between CPU and CUDA, see docs/performance.md).
     """
     _check_points("radius", x, batch_x)
     _check_points("radius", y, batch_y)
     if r <= 0:
         raise ValueError(f"radius: expected r > 0, got {r!r}")
+    if max_num_neighbors < 1:
+        raise ValueError(f"radius: expected max_num_neighbors >= 1, got {max_num_neighbors!r}")
     import torch_cluster
 
-    return torch_cluster.radius(x, y, float(r), batch_x, batch_y, max_num_neighbors=int(max_num_neighbors))
+    cap = int(max_num_neighbors)
+    if x.device.type == "cuda":
+        # The CUDA kernel scans x in memory order and keeps the first `cap` hits: hand it x in key order.
+        return _radius_in_key_order(torch_cluster.radius, x, y, float(r), batch_x, batch_y, cap)
+    # The CPU kernel keeps the first hits of its k-d tree walk: ask for every hit, keep the smallest keys.
+    edges = torch_cluster.radius(x, y, float(r), batch_x, batch_y, max_num_neighbors=max(1, x.size(0)))
+    return _keep_smallest_keys(edges, y.size(0), cap)
+
+
+def _radius_in_key_order(kernel, x: Tensor, y: Tensor, r: float, batch_x: Tensor | None, batch_y: Tensor | None,
+                         cap: int) -> Tensor:
+    """Run a radius ``kernel`` that keeps the first ``cap`` hits in memory order on ``x`` sorted by
+    :func:`shuffle_keys` within each cloud; map its ``x`` indices back to the caller's rows."""
+    key = shuffle_keys(x.size(0), x.device)
+    perm = torch.argsort(key if batch_x is None else batch_x * (1 << 31) + key)
+    edges = kernel(x[perm], y, r, None if batch_x is None else batch_x[perm], batch_y, max_num_neighbors=cap)
+    return torch.stack([edges[0], perm[edges[1]]])
+
+
+def _keep_smallest_keys(edges: Tensor, num_queries: int, cap: int) -> Tensor:
+    """Of every query's neighbours in ``edges`` (``[y, x]``), keep the ``cap`` with the smallest x keys."""
+    row, col = edges
+    degree = torch.bincount(row, minlength=num_queries)
+    if row.numel() == 0 or int(degree.max()) <= cap:
+        return edges
+    order = torch.argsort(row * (1 << 31) + shuffle_keys(int(col.max()) + 1, col.device)[col])
+    row, col = row[order], col[order]
+    first = torch.cumsum(degree, 0) - degree  # where each query's run starts in the sorted edges
+    keep = torch.arange(row.numel(), device=row.device) - first[row] < cap
+    return torch.stack([row[keep], col[keep]])
 
 
 def knn(x: Tensor, y: Tensor, k: int, batch_x: Tensor | None = None, batch_y: Tensor | None = None) -> Tensor:
