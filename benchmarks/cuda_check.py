@@ -196,13 +196,14 @@ def check_step(cuda: torch.device, steps: int, overrides: list[str]) -> list[dic
                              (cuda.type, False, "torch-cluster"), (cuda.type, True, "torch-cluster"),
                              ("cpu", False, "ops.fps")):
         cfg = load_config(None, [*overrides, f"device={device}", f"amp={str(amp).lower()}"])
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         with mock.patch.object(ops, "fps", ops.fps_cluster if fps == "torch-cluster" else ops.fps):
             result = bench_model_step(cfg, torch.device(device), steps if device == "cuda" else max(1, steps // 5))
         result.update(check="train_step", amp=amp and device == "cuda", fps=fps, batch_size=cfg.batch_size,
                       max_points=cfg.data.max_points, threads=torch.get_num_threads())
         if device == "cuda":
             result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-            torch.cuda.reset_peak_memory_stats()
         rows.append(result)
     return rows
 

@@ -12,14 +12,24 @@ from torch import Tensor
 
 __all__ = ["radius", "knn", "knn_interpolate", "shuffle_keys"]
 
-# Fibonacci hashing: i -> (i * 0x9E3779B1) mod 2^31 is a bijection of [0, 2^31) (the multiplier is odd) that sends
-# neighbouring rows far apart, so sorting rows by it is a fixed pseudo-random order of the points.
-_HASH, _HASH_MASK = 0x9E3779B1, (1 << 31) - 1
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(h: Tensor, c: int) -> Tensor:
+    """(h * c) mod 2^32 for 0 <= h < 2^32, in two 16-bit halves of ``c`` so that int64 never overflows."""
+    return (h * (c & 0xFFFF) + (((h * (c >> 16)) & 0xFFFF) << 16)) & _MASK32
 
 
 def shuffle_keys(n: int, device: torch.device | str | None = None) -> Tensor:
-    """(n,) int64 distinct pseudo-random keys of rows ``0..n-1``, the same on every device and every call."""
-    return (torch.arange(n, dtype=torch.long, device=device) * _HASH) & _HASH_MASK
+    """(n,) int64 distinct pseudo-random keys in [0, 2^32) of rows ``0..n-1``, the same on every device and call.
+
+    MurmurHash3's 32-bit finaliser (fmix32) of the row index: a bijection of [0, 2^32), so the keys are distinct,
+    and a mixing one, so rows at any fixed stride (a grid stored x-major) get unrelated keys.
+    """
+    h = torch.arange(n, dtype=torch.long, device=device)
+    h = _mul32(h ^ (h >> 16), 0x85EBCA6B)
+    h = _mul32(h ^ (h >> 13), 0xC2B2AE35)
+    return h ^ (h >> 16)
 
 
 def _check_points(name: str, pos: Tensor, batch: Tensor | None) -> None:
@@ -44,8 +54,8 @@ def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_
             the ball, the same on CPU and CUDA.
 
     Returns:
-        (2, E) long: ``[y index, x index]`` for every neighbour pair, grouped by query point (the order inside a
-        group differs between devices). A query point that is also in ``x`` finds itself (distance 0).
+        (2, E) long: ``[y index, x index]`` for every neighbour pair, in no particular order (it differs between
+        devices). A query point that is also in ``x`` finds itself (distance 0) unless its ball is over the cap.
 
     torch-cluster alone keeps the first neighbours it meets: in memory order on CUDA, in k-d tree order on CPU.
     Points stored in voxel order then give a one-sided part of every full ball, and a different one on each device
@@ -73,22 +83,31 @@ def _radius_in_key_order(kernel, x: Tensor, y: Tensor, r: float, batch_x: Tensor
     """Run a radius ``kernel`` that keeps the first ``cap`` hits in memory order on ``x`` sorted by
     :func:`shuffle_keys` within each cloud; map its ``x`` indices back to the caller's rows."""
     key = shuffle_keys(x.size(0), x.device)
-    perm = torch.argsort(key if batch_x is None else batch_x * (1 << 31) + key)
+    perm = torch.argsort(key if batch_x is None else (batch_x << 32) | key)
     edges = kernel(x[perm], y, r, None if batch_x is None else batch_x[perm], batch_y, max_num_neighbors=cap)
     return torch.stack([edges[0], perm[edges[1]]])
 
 
 def _keep_smallest_keys(edges: Tensor, num_queries: int, cap: int) -> Tensor:
-    """Of every query's neighbours in ``edges`` (``[y, x]``), keep the ``cap`` with the smallest x keys."""
+    """Of every query's neighbours in ``edges`` (``[y, x]``), keep the ``cap`` with the smallest x keys.
+
+    Queries at or under the cap keep every edge untouched; only the others' edges are sorted (by query, then key).
+    """
     row, col = edges
-    degree = torch.bincount(row, minlength=num_queries)
-    if row.numel() == 0 or int(degree.max()) <= cap:
+    if row.numel() == 0:
         return edges
-    order = torch.argsort(row * (1 << 31) + shuffle_keys(int(col.max()) + 1, col.device)[col])
-    row, col = row[order], col[order]
-    first = torch.cumsum(degree, 0) - degree  # where each query's run starts in the sorted edges
-    keep = torch.arange(row.numel(), device=row.device) - first[row] < cap
-    return torch.stack([row[keep], col[keep]])
+    degree = torch.bincount(row, minlength=num_queries)
+    over = degree > cap
+    if not bool(over.any()):
+        return edges
+    crowded = over[row]
+    r, c = row[crowded], col[crowded]
+    order = torch.argsort((r << 32) | shuffle_keys(int(c.max()) + 1, c.device)[c])
+    r, c = r[order], c[order]
+    degree = torch.where(over, degree, torch.zeros_like(degree))
+    first = torch.cumsum(degree, 0) - degree  # where each crowded query's run starts in the sorted edges
+    keep = torch.arange(r.numel(), device=r.device) - first[r] < cap
+    return torch.cat([edges[:, ~crowded], torch.stack([r[keep], c[keep]])], dim=1)
 
 
 def knn(x: Tensor, y: Tensor, k: int, batch_x: Tensor | None = None, batch_y: Tensor | None = None) -> Tensor:

@@ -105,9 +105,20 @@ def _first_in_memory_order(x, y, r, batch_x=None, batch_y=None, max_num_neighbor
     return torch.tensor([rows, cols], dtype=torch.long)
 
 
-def test_shuffle_keys_are_distinct_and_the_same_on_every_call():
+def _fmix32(h: int) -> int:
+    """MurmurHash3's 32-bit finaliser, in plain Python integers."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+def test_shuffle_keys_are_fmix32_of_the_row_distinct_and_the_same_on_every_call():
     keys = shuffle_keys(100_000)
-    assert keys.unique().numel() == 100_000 and int(keys.min()) >= 0 and int(keys.max()) < 2**31
+    assert keys.unique().numel() == 100_000 and int(keys.min()) >= 0 and int(keys.max()) < 2**32
+    rows = [0, 1, 2, 71, 72, 5184, 65_535, 65_536, 99_999]
+    assert [int(keys[i]) for i in rows] == [_fmix32(i) for i in rows]
     assert torch.equal(keys[:10], shuffle_keys(10))
     # neighbouring rows land far apart: the order they give is not the memory order
     assert float(torch.corrcoef(torch.stack([keys[:1000].double(), torch.arange(1000.0)]))[0, 1]) ** 2 < 0.01
