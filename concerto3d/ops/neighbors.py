@@ -10,26 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["radius", "knn", "knn_interpolate", "shuffle_keys"]
+__all__ = ["radius", "knn", "knn_interpolate"]
 
-_MASK32 = 0xFFFFFFFF
-
-
-def _mul32(h: Tensor, c: int) -> Tensor:
-    """(h * c) mod 2^32 for 0 <= h < 2^32, in two 16-bit halves of ``c`` so that int64 never overflows."""
-    return (h * (c & 0xFFFF) + (((h * (c >> 16)) & 0xFFFF) << 16)) & _MASK32
-
-
-def shuffle_keys(n: int, device: torch.device | str | None = None) -> Tensor:
-    """(n,) int64 distinct pseudo-random keys in [0, 2^32) of rows ``0..n-1``, the same on every device and call.
-
-    MurmurHash3's 32-bit finaliser (fmix32) of the row index: a bijection of [0, 2^32), so the keys are distinct,
-    and a mixing one, so rows at any fixed stride (a grid stored x-major) get unrelated keys.
-    """
-    h = torch.arange(n, dtype=torch.long, device=device)
-    h = _mul32(h ^ (h >> 16), 0x85EBCA6B)
-    h = _mul32(h ^ (h >> 13), 0xC2B2AE35)
-    return h ^ (h >> 16)
+# torch-cluster's CUDA k-NN keeps its candidates in fixed arrays of this size
+_CUDA_KNN_MAX_K = 100
 
 
 def _check_points(name: str, pos: Tensor, batch: Tensor | None) -> None:
@@ -41,7 +25,8 @@ def _check_points(name: str, pos: Tensor, batch: Tensor | None) -> None:
 
 def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_y: Tensor | None = None,
            max_num_neighbors: int = 32) -> Tensor:
-    """Points of ``x`` within distance ``r`` of each point of ``y``, in the same cloud.
+    """Points of ``x`` within distance ``r`` of each point of ``y``, in the same cloud; the nearest ones where the
+    ball holds more than ``max_num_neighbors``.
 
     Args:
         x: (N, 3) float, searched points.
@@ -49,17 +34,17 @@ def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_
         r: radius in the units of the coordinates (metres).
         batch_x: (N,) long sorted cloud index of ``x``, or None for one cloud.
         batch_y: (M,) long sorted cloud index of ``y``, or None for one cloud.
-        max_num_neighbors: at most this many neighbours per query point. Where more lie within ``r``, the ones
-            kept are those with the smallest :func:`shuffle_keys` of their ``x`` row: a fixed pseudo-random part of
-            the ball, the same on CPU and CUDA.
+        max_num_neighbors: at most this many neighbours per query point: the nearest ones within ``r``.
 
     Returns:
-        (2, E) long: ``[y index, x index]`` for every neighbour pair, in no particular order (it differs between
-        devices). A query point that is also in ``x`` finds itself (distance 0) unless its ball is over the cap.
+        (2, E) long: ``[y index, x index]`` for every neighbour pair, grouped by query point. A query point that is
+        also in ``x`` finds itself (distance 0).
 
-    torch-cluster alone keeps the first neighbours it meets: in memory order on CUDA, in k-d tree order on CPU.
-    Points stored in voxel order then give a one-sided part of every full ball, and a different one on each device
-    (an untrained encoder's features differed by up to 6 % between CPU and CUDA, see docs/performance.md).
+    A k-nearest-neighbour query (``k = max_num_neighbors``) cut at ``r``: the same neighbours on CPU and CUDA (up
+    to ties in distance). torch-cluster's own capped radius query keeps the first hits it meets instead: in memory
+    order on CUDA (the low-x side of every full ball, for points stored in voxel order), in k-d tree order on CPU
+    (a clump near the centre), so the same encoder gave features up to 6 % apart on the two devices, see
+    docs/performance.md.
     """
     _check_points("radius", x, batch_x)
     _check_points("radius", y, batch_y)
@@ -67,47 +52,17 @@ def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_
         raise ValueError(f"radius: expected r > 0, got {r!r}")
     if max_num_neighbors < 1:
         raise ValueError(f"radius: expected max_num_neighbors >= 1, got {max_num_neighbors!r}")
+    if x.size(0) == 0 or y.size(0) == 0:
+        return torch.empty(2, 0, dtype=torch.long, device=x.device)
     import torch_cluster
 
-    cap = int(max_num_neighbors)
-    if x.device.type == "cuda":
-        # The CUDA kernel scans x in memory order and keeps the first `cap` hits: hand it x in key order.
-        return _radius_in_key_order(torch_cluster.radius, x, y, float(r), batch_x, batch_y, cap)
-    # The CPU kernel keeps the first hits of its k-d tree walk: ask for every hit, keep the smallest keys.
-    edges = torch_cluster.radius(x, y, float(r), batch_x, batch_y, max_num_neighbors=max(1, x.size(0)))
-    return _keep_smallest_keys(edges, y.size(0), cap)
-
-
-def _radius_in_key_order(kernel, x: Tensor, y: Tensor, r: float, batch_x: Tensor | None, batch_y: Tensor | None,
-                         cap: int) -> Tensor:
-    """Run a radius ``kernel`` that keeps the first ``cap`` hits in memory order on ``x`` sorted by
-    :func:`shuffle_keys` within each cloud; map its ``x`` indices back to the caller's rows."""
-    key = shuffle_keys(x.size(0), x.device)
-    perm = torch.argsort(key if batch_x is None else (batch_x << 32) | key)
-    edges = kernel(x[perm], y, r, None if batch_x is None else batch_x[perm], batch_y, max_num_neighbors=cap)
-    return torch.stack([edges[0], perm[edges[1]]])
-
-
-def _keep_smallest_keys(edges: Tensor, num_queries: int, cap: int) -> Tensor:
-    """Of every query's neighbours in ``edges`` (``[y, x]``), keep the ``cap`` with the smallest x keys.
-
-    Queries at or under the cap keep every edge untouched; only the others' edges are sorted (by query, then key).
-    """
-    row, col = edges
-    if row.numel() == 0:
-        return edges
-    degree = torch.bincount(row, minlength=num_queries)
-    over = degree > cap
-    if not bool(over.any()):
-        return edges
-    crowded = over[row]
-    r, c = row[crowded], col[crowded]
-    order = torch.argsort((r << 32) | shuffle_keys(int(c.max()) + 1, c.device)[c])
-    r, c = r[order], c[order]
-    degree = torch.where(over, degree, torch.zeros_like(degree))
-    first = torch.cumsum(degree, 0) - degree  # where each crowded query's run starts in the sorted edges
-    keep = torch.arange(r.numel(), device=r.device) - first[r] < cap
-    return torch.cat([edges[:, ~crowded], torch.stack([r[keep], c[keep]])], dim=1)
+    k = int(max_num_neighbors)
+    if x.device.type == "cuda" and k > _CUDA_KNN_MAX_K:  # beyond torch-cluster's CUDA k-NN: ask the host
+        to_host = [None if t is None else t.cpu() for t in (batch_x, batch_y)]
+        return radius(x.cpu(), y.cpu(), r, *to_host, max_num_neighbors=k).to(x.device)
+    row, col = torch_cluster.knn(x, y, k, batch_x, batch_y)
+    inside = ((x[col] - y[row]) ** 2).sum(dim=1) < float(r) ** 2
+    return torch.stack([row[inside], col[inside]])
 
 
 def knn(x: Tensor, y: Tensor, k: int, batch_x: Tensor | None = None, batch_y: Tensor | None = None) -> Tensor:

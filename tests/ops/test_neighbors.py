@@ -3,7 +3,6 @@
 import torch
 
 from concerto3d.ops import knn, knn_interpolate, radius
-from concerto3d.ops.neighbors import shuffle_keys
 
 
 def _brute_knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, k):
@@ -75,89 +74,39 @@ def test_knn_returns_the_k_nearest_per_query():
         assert set(col[row == i].tolist()) == set(torch.cdist(y[i:i + 1], x)[0].argsort()[:5].tolist())
 
 
-def _grid_in_voxel_order(side: int, spacing: float) -> torch.Tensor:
-    """A side^3 grid of points stored x-major, the order a voxel-downsampled scan has."""
-    i = torch.arange(side, dtype=torch.float32) * spacing
-    return torch.cartesian_prod(i, i, i)
-
-
-def _capped_reference(x, y, r, batch_x, batch_y, cap):
-    """Brute force: each query's points within r (same cloud), the `cap` with the smallest shuffle keys."""
-    keys = shuffle_keys(x.size(0))
-    d = torch.cdist(y, x)
+def _nearest_within_reference(x, y, r, batch_x, batch_y, cap):
+    """Brute force: each query's points within r (same cloud), the `cap` nearest of them."""
+    d = torch.cdist(y.double(), x.double())
     out = set()
     for i in range(y.size(0)):
-        ball = ((d[i] <= r) & (batch_x == batch_y[i])).nonzero().flatten()
-        out |= {(i, int(j)) for j in ball[keys[ball].argsort()[:cap]]}
+        ball = ((d[i] < r) & (batch_x == batch_y[i])).nonzero().flatten()
+        out |= {(i, int(j)) for j in ball[d[i, ball].argsort()[:cap]]}
     return out
 
 
-def _first_in_memory_order(x, y, r, batch_x=None, batch_y=None, max_num_neighbors=32):
-    """What torch-cluster's CUDA kernel does, on the CPU: per query, the first hits in x's memory order."""
-    bx = torch.zeros(x.size(0), dtype=torch.long) if batch_x is None else batch_x
-    by = torch.zeros(y.size(0), dtype=torch.long) if batch_y is None else batch_y
-    d = torch.cdist(y, x)
-    rows, cols = [], []
-    for i in range(y.size(0)):
-        hits = ((d[i] < r) & (bx == by[i])).nonzero().flatten()[:max_num_neighbors]
-        rows += [i] * hits.numel()
-        cols += hits.tolist()
-    return torch.tensor([rows, cols], dtype=torch.long)
+def _sorted_by_x(points):
+    """Points in x-major order, the order a voxel-downsampled scan is stored in."""
+    return points[points[:, 0].argsort()]
 
 
-def _fmix32(h: int) -> int:
-    """MurmurHash3's 32-bit finaliser, in plain Python integers."""
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    return h ^ (h >> 16)
+def test_a_capped_radius_keeps_the_nearest_points_of_each_ball_in_two_clouds():
+    g = torch.Generator().manual_seed(4)
+    x = torch.cat([_sorted_by_x(torch.rand(900, 3, generator=g) * 0.3),
+                   _sorted_by_x(torch.rand(500, 3, generator=g) * 0.3) + 5.0])
+    batch_x = torch.repeat_interleave(torch.arange(2), torch.tensor([900, 500]))
+    y, batch_y = x[::23].contiguous(), batch_x[::23].contiguous()
+    row, col = radius(x, y, 0.08, batch_x, batch_y, max_num_neighbors=16)
+    assert set(zip(row.tolist(), col.tolist())) == _nearest_within_reference(x, y, 0.08, batch_x, batch_y, 16)
+    assert int(torch.bincount(row).max()) == 16  # the cap binds: interior balls hold ~70 points
+    assert bool((row[1:] >= row[:-1]).all())  # grouped by query point
 
 
-def test_shuffle_keys_are_fmix32_of_the_row_distinct_and_the_same_on_every_call():
-    keys = shuffle_keys(100_000)
-    assert keys.unique().numel() == 100_000 and int(keys.min()) >= 0 and int(keys.max()) < 2**32
-    rows = [0, 1, 2, 71, 72, 5184, 65_535, 65_536, 99_999]
-    assert [int(keys[i]) for i in rows] == [_fmix32(i) for i in rows]
-    assert torch.equal(keys[:10], shuffle_keys(10))
-    # neighbouring rows land far apart: the order they give is not the memory order
-    assert float(torch.corrcoef(torch.stack([keys[:1000].double(), torch.arange(1000.0)]))[0, 1]) ** 2 < 0.01
-
-
-def test_a_capped_radius_keeps_the_smallest_keys_of_the_ball_in_two_clouds():
-    x = torch.cat([_grid_in_voxel_order(9, 0.02), _grid_in_voxel_order(8, 0.02) + 5.0])
-    batch_x = torch.repeat_interleave(torch.arange(2), torch.tensor([729, 512]))
-    y = x[::37].contiguous()
-    batch_y = batch_x[::37].contiguous()
-    row, col = radius(x, y, 0.05, batch_x, batch_y, max_num_neighbors=16)
-    got = set(zip(row.tolist(), col.tolist()))
-    assert got == _capped_reference(x, y, 0.05, batch_x, batch_y, 16)
-    assert int(torch.bincount(row).max()) == 16  # the cap bound: interior balls hold 81 grid points
-
-
-def test_the_cuda_path_keeps_the_same_neighbours_as_the_cpu_path():
-    # torch-cluster's CUDA kernel keeps the first hits in memory order; handed x in key order, it must keep what
-    # the CPU path keeps (emulated here, so that the test runs without a GPU).
-    x = torch.cat([_grid_in_voxel_order(10, 0.02), _grid_in_voxel_order(7, 0.03)])
-    batch_x = torch.repeat_interleave(torch.arange(2), torch.tensor([1000, 343]))
-    y, batch_y = x[::11].contiguous(), batch_x[::11].contiguous()
-    cpu = radius(x, y, 0.061, batch_x, batch_y, max_num_neighbors=20)
-    from concerto3d.ops.neighbors import _radius_in_key_order
-
-    emulated = _radius_in_key_order(_first_in_memory_order, x, y, 0.061, batch_x, batch_y, 20)
-    assert set(zip(*cpu.tolist())) == set(zip(*emulated.tolist()))
-
-
-def test_a_full_ball_keeps_neighbours_from_every_side_of_it():
-    x = _grid_in_voxel_order(21, 0.01)  # 20 cm cube, 1 cm spacing, stored x-major
+def test_a_full_ball_keeps_its_nearest_points_on_every_side_of_the_centre():
+    g = torch.Generator().manual_seed(5)
+    x = _sorted_by_x(torch.rand(20_000, 3, generator=g) * 0.2)  # ~2,000 points in the ball, stored x-major
     centre = torch.tensor([[0.1, 0.1, 0.1]])
-    row, col = radius(x, centre, 0.1, max_num_neighbors=32)  # ~4000 points in the ball, keep 32
-    offset = (x[col] - centre).mean(dim=0)
-    assert col.numel() == 32
-    assert float(offset.abs().max()) < 0.03, offset  # centred within a third of the radius
-    # spread over the ball (a uniform sample's mean distance is 3/4 r), not one clump near the centre, which is
-    # what torch-cluster's k-d tree walk on CPU keeps (mean distance ~0.36 r here)
-    assert float((x[col] - centre).norm(dim=1).mean()) > 0.6 * 0.1
-    # keeping the first hits in memory order (torch-cluster on CUDA) takes the ball's low-x cap alone
-    first = _first_in_memory_order(x, centre, 0.1, max_num_neighbors=32)[1]
-    assert float((x[first] - centre).mean(dim=0)[0]) < -0.08
+    row, col = radius(x, centre, 0.1, max_num_neighbors=32)
+    d = (x - centre).norm(dim=1)
+    assert set(col.tolist()) == set(d.argsort()[:32].tolist())
+    # centred (torch-cluster's capped query on CUDA, first hits in memory order, keeps the ball's low-x side)
+    assert float((x[col] - centre).mean(dim=0).abs().max()) < 0.3 * float(d[col].max())
