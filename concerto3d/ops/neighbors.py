@@ -61,7 +61,7 @@ def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_
         to_host = [None if t is None else t.cpu() for t in (batch_x, batch_y)]
         return radius(x.cpu(), y.cpu(), r, *to_host, max_num_neighbors=k).to(x.device)
     row, col = torch_cluster.knn(x, y, k, batch_x, batch_y)
-    inside = ((x[col] - y[row]) ** 2).sum(dim=1) < float(r) ** 2
+    inside = ((x.detach()[col] - y.detach()[row]) ** 2).sum(dim=1) < float(r) ** 2  # a mask: no graph
     return torch.stack([row[inside], col[inside]])
 
 
