@@ -54,13 +54,7 @@ def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_
         raise ValueError(f"radius: expected max_num_neighbors >= 1, got {max_num_neighbors!r}")
     if x.size(0) == 0 or y.size(0) == 0:
         return torch.empty(2, 0, dtype=torch.long, device=x.device)
-    import torch_cluster
-
-    k = int(max_num_neighbors)
-    if x.device.type == "cuda" and k > _CUDA_KNN_MAX_K:  # beyond torch-cluster's CUDA k-NN: ask the host
-        to_host = [None if t is None else t.cpu() for t in (batch_x, batch_y)]
-        return radius(x.cpu(), y.cpu(), r, *to_host, max_num_neighbors=k).to(x.device)
-    row, col = torch_cluster.knn(x, y, k, batch_x, batch_y)
+    row, col = knn(x, y, int(max_num_neighbors), batch_x, batch_y)
     inside = ((x.detach()[col] - y.detach()[row]) ** 2).sum(dim=1) < float(r) ** 2  # a mask: no graph
     return torch.stack([row[inside], col[inside]])
 
@@ -76,7 +70,7 @@ def knn(x: Tensor, y: Tensor, k: int, batch_x: Tensor | None = None, batch_y: Te
         batch_y: (M,) long sorted cloud index of ``y``, or None for one cloud.
 
     Returns:
-        (2, E) long: ``[y index, x index]`` for every neighbour pair.
+        (2, E) long: ``[y index, x index]`` for every neighbour pair, grouped by query point.
     """
     _check_points("knn", x, batch_x)
     _check_points("knn", y, batch_y)
@@ -84,6 +78,9 @@ def knn(x: Tensor, y: Tensor, k: int, batch_x: Tensor | None = None, batch_y: Te
         raise ValueError(f"knn: expected k >= 1, got {k!r}")
     import torch_cluster
 
+    if x.device.type == "cuda" and k > _CUDA_KNN_MAX_K:  # beyond torch-cluster's CUDA k-NN: ask the host
+        host = [None if t is None else t.cpu() for t in (batch_x, batch_y)]
+        return torch_cluster.knn(x.cpu(), y.cpu(), int(k), *host).to(x.device)
     return torch_cluster.knn(x, y, int(k), batch_x, batch_y)
 
 

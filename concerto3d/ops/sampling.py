@@ -237,7 +237,6 @@ def fps(pos: Tensor, batch: Tensor | None, ratio: float) -> Tensor:
         >>> coord_down, batch_down = coord[idx], batch[idx]
     """
     _check(pos, batch, ratio)
-    if pos.device.type == "cpu":
-        return _fps_fpsample(pos, batch, ratio)
+    # one copy of the whole batch to the host (a no-op on CPU), not one per cloud
     idx = _fps_fpsample(pos.detach().cpu(), None if batch is None else batch.cpu(), ratio)
     return idx.to(pos.device)
