@@ -8,8 +8,10 @@
 #
 # KIND=supervised trains the stand-in with the labels of those rooms (benchmarks/ablation_headroom.py --modality
 # 2d: each patch classified into the majority label of its points), a mechanism check: what the joint row gains
-# from an image encoder that knows the classes, as DINOv2 nearly does on ScanNet. KIND=selfsup trains it with the
-# package's own 2d objective (self-distillation, no labels). The benchmark's rows (random, 3d) are the same
+# from an image encoder that knows the classes, as DINOv2 nearly does on ScanNet. KIND=frames does the same on
+# whole frames (benchmarks/image_standin.py: every labelled patch of 32 frames a step, not only the patches that see
+# the current 2048-point crop). KIND=selfsup trains it with the package's own 2d objective (self-distillation, no
+# labels). The benchmark's rows (random, 3d) are the same
 # training runs as benchmarks/ablation.sh's; this script trains them again unless WORK/ablate holds them for the
 # same data and training config (the digests in its ablation.json; it then copies them). Resumes like ablation.sh.
 set -euo pipefail
@@ -19,7 +21,7 @@ RESULTS=${2:-results/ablation_standin/${3:-supervised}}
 KIND=${3:-supervised}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
 SECONDS=0
-case "$KIND" in supervised|selfsup) ;; *) echo "KIND must be supervised or selfsup, got $KIND" >&2; exit 2 ;; esac
+case "$KIND" in supervised|selfsup|frames) ;; *) echo "KIND must be supervised, selfsup or frames, got $KIND" >&2; exit 2 ;; esac
 
 [ -f "$WORK/scans/scannetv2_val.txt" ] || $PY -m concerto3d synth "$WORK/scans" --scenes 15 --frames 20 --seed 0
 $PY -m concerto3d preprocess "$WORK/scans" "$WORK/preprocessed" --frame-skip 2 --voxel 0.04 --image-size 144x192
@@ -35,6 +37,8 @@ if [ ! -f "$ENCODER/model/config.json" ]; then
   case "$KIND" in
     supervised) $PY benchmarks/ablation_headroom.py \
                   "$WORK/pool/preprocessed" --out "$ENCODER" --modality 2d --steps 1500 --no-probe ;;
+    frames) $PY benchmarks/image_standin.py "$WORK/pool/preprocessed" --out "$ENCODER" --steps 2000 \
+              --probe "$WORK/preprocessed" ;;
     selfsup) $PY -m concerto3d train "$WORK/pool/preprocessed" --out "$ENCODER" --objective 2d \
                --config benchmarks/ablation.yaml --steps 1500 --resume ;;
   esac
