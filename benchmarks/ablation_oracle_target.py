@@ -13,7 +13,7 @@ most the cross-modal term can add on these scans with an image encoder that know
 The training run needs a frozen image encoder to build the model (its width sets the codes' width); by default the
 2d row of ``data/ablation/ablate`` for the seed (``--frozen``). Its features are never used.
 
-Measured (seeds 0-2, 2-core CPU, one thread each, about 4 min at 300 steps and 8 at 900): 24.1 ± 1.9 at 300 steps
+Measured (seeds 0-2, 2-core CPU, one thread each, about 4 min at 300 steps and 8 at 900): 24.1 ± 2.0 at 300 steps
 and 23.7 ± 1.5 at 900, against 23.2 ± 1.1 and 24.8 ± 1.9 for the 3D row (results/ablation/README.md, fourth round).
 """
 
