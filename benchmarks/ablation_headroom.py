@@ -41,15 +41,8 @@ def patch_labels(batch, patch_size: int, num_classes: int) -> tuple[torch.Tensor
     among the pixels' points (a point seen by several pixels of a patch counts once per pixel)."""
     from concerto3d import ops
 
-    image_size = tuple(batch.images.shape[-2:])
-    point, key = ops.correspondence_patch_keys(batch.corr, image_size, patch_size)
-    label = batch.labels[point]
-    keep = label >= 0
-    key, label = key[keep], label[keep]
-    keys, inverse = torch.unique(key, sorted=True, return_inverse=True)
-    votes = torch.zeros(keys.numel(), num_classes, dtype=torch.long)
-    votes.index_put_((inverse, label), torch.ones_like(label), accumulate=True)
-    return keys, votes.argmax(dim=1)
+    point, key = ops.correspondence_patch_keys(batch.corr, tuple(batch.images.shape[-2:]), patch_size)
+    return ops.majority_patch_labels(key, batch.labels[point], num_classes)
 
 
 def main() -> None:

@@ -35,13 +35,10 @@ def oracle_patch_grid(batch, patch_size: int, codes: torch.Tensor) -> torch.Tens
 
     num_images, _, height, width = batch.images.shape
     hp, wp = height // patch_size, width // patch_size
-    num_classes = codes.size(0)
     point, key = ops.correspondence_patch_keys(batch.corr, (height, width), patch_size)
-    label = batch.labels[point]
-    keep = label >= 0
-    votes = torch.zeros(num_images * hp * wp, num_classes, dtype=torch.long, device=codes.device)
-    votes.index_put_((key[keep], label[keep]), torch.ones_like(label[keep]), accumulate=True)
-    grid = codes[votes.argmax(dim=1)] * (votes.sum(dim=1, keepdim=True) > 0)
+    keys, label = ops.majority_patch_labels(key, batch.labels[point], codes.size(0))
+    grid = codes.new_zeros(num_images * hp * wp, codes.size(1))
+    grid[keys] = codes[label]
     return grid.view(num_images, hp, wp, -1)
 
 

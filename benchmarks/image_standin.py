@@ -44,16 +44,14 @@ def frame_patch_labels(corr: np.ndarray, labels: np.ndarray, num_frames: int, gr
         corr: (M, 4) rows (frame, u, v, point) at the stored image size.
         labels: (N,) segment20 labels of the scene's points, -1 = ignore.
     """
+    from concerto3d import ops
+
     hp, wp = grid
-    lab = labels[corr[:, 3]]
-    keep = lab >= 0
-    corr, lab = corr[keep], lab[keep]
-    cell = (corr[:, 0] * hp + corr[:, 2] // patch) * wp + corr[:, 1] // patch
-    votes = np.zeros((num_frames * hp * wp, num_classes), np.int64)
-    np.add.at(votes, (cell, lab), 1)
-    out = votes.argmax(axis=1)
-    out[votes.sum(axis=1) == 0] = -1
-    return out.reshape(num_frames, hp, wp)
+    point, key = ops.correspondence_patch_keys(torch.from_numpy(corr).long(), (hp * patch, wp * patch), patch)
+    keys, label = ops.majority_patch_labels(key, torch.from_numpy(labels).long()[point], num_classes)
+    out = torch.full((num_frames * hp * wp,), -1, dtype=torch.long)
+    out[keys] = label
+    return out.view(num_frames, hp, wp).numpy()
 
 
 def load_frames(data: Path, split: str, size: tuple[int, int], patch: int, num_classes: int):
@@ -91,14 +89,11 @@ def augment(images: torch.Tensor, grid: torch.Tensor, gen: torch.Generator) -> t
 
 
 def patch_scores(pred: np.ndarray, target: np.ndarray, num_classes: int) -> tuple[float, float]:
-    """(accuracy, mIoU over the classes present in target) of labelled patches."""
-    keep = target >= 0
-    pred, target = pred[keep], target[keep]
-    conf = np.bincount(target * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-    inter = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - inter
-    present = conf.sum(1) > 0
-    return float(inter.sum() / max(conf.sum(), 1)), float((inter[present] / union[present]).mean())
+    """(accuracy, mIoU over the classes present in target) of labelled patches (target -1 = no label)."""
+    from concerto3d.evaluation.metrics import confusion_matrix, miou, overall_accuracy
+
+    conf = confusion_matrix(pred, target, num_classes)
+    return overall_accuracy(conf), miou(conf)
 
 
 def main() -> None:

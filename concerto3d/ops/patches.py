@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["patch_key", "split_patch_key", "correspondence_patch_keys", "pool_to_patches", "gather_patches"]
+__all__ = ["patch_key", "split_patch_key", "correspondence_patch_keys", "pool_to_patches", "majority_patch_labels",
+           "gather_patches"]
 
 
 def patch_key(image: Tensor, patch: Tensor, patches_per_image: int) -> Tensor:
@@ -88,6 +89,30 @@ def pool_to_patches(point_feat: Tensor, corr_point: Tensor, corr_patch_key: Tens
     sums = point_feat.new_zeros(keys.numel(), point_feat.size(1)).index_add(0, inverse, rows)
     counts = torch.bincount(inverse, minlength=keys.numel()).clamp_min(1).to(point_feat.dtype)
     return keys, sums / counts.unsqueeze(1)
+
+
+def majority_patch_labels(corr_patch_key: Tensor, label: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """The most frequent label of the points each patch sees (the label counterpart of :func:`pool_to_patches`).
+
+    A point seen by several pixels of one patch votes once per pixel; unlabelled points (label < 0) do not vote,
+    and a patch without a vote is left out. Ties go to the lower class.
+
+    Args:
+        corr_patch_key: (M,) long, patch key of each correspondence.
+        label: (M,) long, label of each correspondence's point, -1 = ignore.
+        num_classes: K, labels lie in ``[0, K)``.
+
+    Returns:
+        ``(keys (P,) long, labels (P,) long)``: the patches with at least one vote, in ascending key order.
+    """
+    if corr_patch_key.shape != label.shape or label.dim() != 1:
+        raise ValueError(f"majority_patch_labels: expected corr_patch_key and label of one shape (M,), got "
+                         f"{tuple(corr_patch_key.shape)} and {tuple(label.shape)}")
+    keep = label >= 0
+    keys, inverse = torch.unique(corr_patch_key[keep], sorted=True, return_inverse=True)
+    votes = torch.zeros(keys.numel(), int(num_classes), dtype=torch.long, device=label.device)
+    votes.index_put_((inverse, label[keep].long()), torch.ones_like(inverse), accumulate=True)
+    return keys, votes.argmax(dim=1)
 
 
 def gather_patches(patch_grid: Tensor, keys: Tensor) -> Tensor:

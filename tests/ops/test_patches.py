@@ -40,3 +40,17 @@ def test_gather_patches_picks_the_same_keys_from_the_grid():
     assert gather_patches(grid, keys)[:, 0].tolist() == [0.0, 5.0, 7.0, 11.0]
     with pytest.raises(ValueError, match="outside"):
         gather_patches(grid, torch.tensor([12]))
+
+
+def test_majority_patch_labels_votes_per_pixel_skips_unlabelled_and_breaks_ties_low():
+    from concerto3d.ops import majority_patch_labels
+
+    key = torch.tensor([7, 7, 7, 2, 2, 5, 9, 9])
+    label = torch.tensor([4, 4, 1, 3, 6, -1, 2, 8])
+    # key 7: 4 twice (two pixels of one point count twice), 1 once -> 4; key 2: 3 and 6 tie -> 3 (lower class);
+    # key 5: only an unlabelled point -> left out; key 9: 2 and 8 tie -> 2
+    keys, labels = majority_patch_labels(key, label, num_classes=10)
+    assert keys.tolist() == [2, 7, 9]
+    assert labels.tolist() == [3, 4, 2]
+    empty_keys, empty_labels = majority_patch_labels(torch.tensor([1]), torch.tensor([-1]), num_classes=10)
+    assert empty_keys.numel() == 0 and empty_labels.numel() == 0
