@@ -22,7 +22,8 @@ import numpy as np
 
 def lifted_patch_labels(labels: np.ndarray, corr: np.ndarray, image_size: tuple[int, int], patch: int,
                         num_classes: int) -> np.ndarray:
-    """Per point, the majority over its correspondences of their patches' majority labels; -2 where unseen.
+    """Per point, the majority over its correspondences of their patches' majority labels; -2 where unseen (or seen
+    only by patches without a labelled point).
 
     Args:
         labels: (N,) int labels, -1 = ignore (not counted in a patch's vote).
@@ -33,29 +34,29 @@ def lifted_patch_labels(labels: np.ndarray, corr: np.ndarray, image_size: tuple[
 
     from concerto3d import ops
 
-    point, key = (t.numpy() for t in ops.correspondence_patch_keys(torch.from_numpy(corr.astype(np.int64)),
-                                                                   image_size, patch))
-    _, patch_id = np.unique(key, return_inverse=True)
-    lab = labels[point]
-    ok = lab >= 0
-    votes = np.zeros((patch_id.max() + 1 if len(patch_id) else 0, num_classes))
-    np.add.at(votes, (patch_id[ok], lab[ok]), 1)
-    patch_label = votes.argmax(axis=1)
-    point_votes = np.zeros((len(labels), num_classes))
-    np.add.at(point_votes, (point, patch_label[patch_id]), 1)
-    return np.where(point_votes.sum(axis=1) > 0, point_votes.argmax(axis=1), -2)
+    point, key = ops.correspondence_patch_keys(torch.from_numpy(corr.astype(np.int64)), image_size, patch)
+    keys, patch_label = ops.majority_patch_labels(key, torch.from_numpy(labels).long()[point], num_classes)
+    # each correspondence votes its patch's label for its point (a patch without a labelled point has none, -1)
+    label_of_patch = torch.full((int(key.max()) + 1 if key.numel() else 0,), -1, dtype=torch.long)
+    label_of_patch[keys] = patch_label
+    seen, point_label = ops.majority_patch_labels(point, label_of_patch[key], num_classes)
+    out = np.full(len(labels), -2, dtype=np.int64)
+    out[seen.numpy()] = point_label.numpy()
+    return out
 
 
 def main() -> None:
     from concerto3d.evaluation.features import read_split
+    from concerto3d.evaluation.metrics import confusion_matrix, miou
     from concerto3d.labels import NUM_CLASSES_20
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="a preprocessed dataset (its val split is scored)")
     parser.add_argument("--patch", type=int, default=16, help="patch side in pixels of the stored frames")
     args = parser.parse_args()
-    inter = {k: np.zeros(NUM_CLASSES_20) for k in ("seen", "all")}
-    union = {k: np.zeros(NUM_CLASSES_20) for k in ("seen", "all")}
+    # unseen points are predicted as an extra class K, so that they count as wrong in "all" (K is absent from the
+    # ground truth, so it does not enter the mean)
+    conf = {k: np.zeros((NUM_CLASSES_20 + 1,) * 2, dtype=np.int64) for k in ("seen", "all")}
     for folder in read_split(Path(args.data), "val"):
         labels = np.load(folder / "segment20.npy").astype(np.int64)
         image_size = tuple(json.loads((folder / "meta.json").read_text())["image_size"])
@@ -63,14 +64,11 @@ def main() -> None:
                                    NUM_CLASSES_20)
         seen = pred >= 0
         print(f"{folder.name}: {100 * seen.mean():.0f} % of the points seen")
-        for key, mask in (("seen", seen & (labels >= 0)), ("all", labels >= 0)):
-            for c in range(NUM_CLASSES_20):
-                g, q = (labels == c) & mask, (pred == c) & mask
-                inter[key][c] += (g & q).sum()
-                union[key][c] += (g | q).sum()
+        pred = np.where(seen, pred, NUM_CLASSES_20)
+        conf["seen"] += confusion_matrix(pred, np.where(seen, labels, -1), NUM_CLASSES_20 + 1)
+        conf["all"] += confusion_matrix(pred, labels, NUM_CLASSES_20 + 1)
     for key, what in (("seen", "seen points"), ("all", "all points (unseen = wrong)")):
-        present = union[key] > 0
-        print(f"{what}: mIoU {100 * (inter[key][present] / union[key][present]).mean():.1f}")
+        print(f"{what}: mIoU {100 * miou(conf[key]):.1f}")
 
 
 if __name__ == "__main__":
