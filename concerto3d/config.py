@@ -56,6 +56,10 @@ class ObjectiveConfig:
     cross_modal_weight: float = 1.0          # weight of the dense point-patch alignment
     scene_weight: float = 0.5                # weight of the scene-level InfoNCE (pooled points vs pooled images)
     max_negatives: int = 4096                # dense InfoNCE: at most this many (points, patch) pairs per step
+    # a frozen pre-trained image encoder as the target (image_encoder.pretrained_path + freeze): cosine = regress
+    # each pooled point embedding onto its patch's feature (Concerto's prediction of DINOv2 features); info_nce =
+    # the dense symmetric InfoNCE against the frozen features, every other patch of the step a negative
+    frozen_target_loss: Literal["cosine", "info_nce"] = "cosine"
     # self-distillation
     # contrast (default): momentum contrast, each student point picks its teacher point among the other matched
     # points (the negatives keep the features spread; on the synthetic ablation the prototype forms below learned

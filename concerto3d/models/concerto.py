@@ -15,7 +15,8 @@ Objectives (``cfg.objective.kind``):
       point on image patch (v // p, u // p); the point features are averaged per (image, patch)
       (``ops.pool_to_patches``), projected, and aligned with the projected patch features of the image encoder by
       ``dense_info_nce`` (or, for a frozen pretrained image encoder, regressed onto its patch features with
-      ``cosine_prediction``), weight ``cross_modal_weight``.
+      ``cosine_prediction``, or contrasted with them by ``dense_info_nce`` when
+      ``objective.frozen_target_loss=info_nce``), weight ``cross_modal_weight``.
     * scene level: the mean projected point embedding of each crop against the mean projected patch embedding of
       the crop's images, ``info_nce`` with the other crops of the batch as negatives, weight ``scene_weight``.
 ``3d``
@@ -332,9 +333,9 @@ class ConcertoModel(nn.Module):
             keys, pooled = ops.pool_to_patches(point_hidden, view_row[seen], corr_key[seen])
             pooled = project_last(pooled)
             target = ops.gather_patches(patch_proj, keys)
-            if self.frozen_image_target:
+            if self.frozen_image_target and obj.frozen_target_loss == "cosine":
                 dense = objectives.cosine_prediction(pooled, target)
-            else:
+            else:  # the frozen target's features are detached above; InfoNCE moves only the points then
                 dense = objectives.dense_info_nce(pooled, target, obj.temperature, max_negatives=obj.max_negatives)
             num_patches = keys.numel()
         else:

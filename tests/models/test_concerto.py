@@ -113,18 +113,48 @@ def test_contrastive_distillation_and_koleo_term(kind):
     assert "loss_koleo" not in ConcertoModel(tiny_cfg(f"objective.kind={kind}"))(tiny_batch())  # weight 0: off
 
 
-def test_frozen_pretrained_image_encoder_is_a_cosine_target(tmp_path):
+def _frozen_vit(tmp_path):
     from transformers import ViTConfig, ViTModel
 
     ViTModel(ViTConfig(image_size=[32, 48], patch_size=16, hidden_size=24, num_hidden_layers=1,
                        num_attention_heads=2, intermediate_size=48)).save_pretrained(tmp_path / "vit")
+    return [f"image_encoder.pretrained_path={tmp_path / 'vit'}", "image_encoder.freeze=true"]
+
+
+def test_frozen_pretrained_image_encoder_is_a_cosine_target(tmp_path):
     torch.manual_seed(0)
-    model = ConcertoModel(tiny_cfg(f"image_encoder.pretrained_path={tmp_path / 'vit'}", "image_encoder.freeze=true"))
+    model = ConcertoModel(tiny_cfg(*_frozen_vit(tmp_path)))
     assert model.frozen_image_target and "image_proj" not in model.heads
     out = model(tiny_batch())
     assert 0 <= out["loss_dense"] <= 2  # 1 - cos, weight 1
     out["loss"].backward()
     assert all(p.grad is None for p in model.image_encoder.parameters())
+
+
+def test_frozen_target_with_info_nce_is_the_dense_info_nce_of_pooled_points_and_frozen_patches(tmp_path, monkeypatch):
+    from concerto3d import objectives
+
+    frozen = _frozen_vit(tmp_path)
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg(*frozen, "objective.frozen_target_loss=info_nce", "objective.temperature=0.1"))
+    assert model.frozen_image_target and "image_proj" not in model.heads
+    seen = {}
+
+    def spy(point_emb, patch_emb, temperature, max_negatives=None):
+        seen.update(points=point_emb, patches=patch_emb, temperature=temperature)
+        return objectives.cross_modal.dense_info_nce(point_emb, patch_emb, temperature, max_negatives)
+
+    monkeypatch.setattr(objectives, "dense_info_nce", spy)
+    out = model(tiny_batch())
+    # the patch side is the frozen encoder's raw features (24 channels), not a trained projection
+    assert seen["temperature"] == 0.1 and seen["patches"].shape[1] == 24 and not seen["patches"].requires_grad
+    expected = objectives.cross_modal.info_nce(seen["points"], seen["patches"], 0.1)
+    assert torch.allclose(out["loss_dense"], expected)
+    assert expected > 0 and not torch.allclose(expected, objectives.cosine_prediction(seen["points"],
+                                                                                       seen["patches"]))
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.image_encoder.parameters())
+    assert model.heads["point_proj"].net[-1].weight.grad.abs().sum() > 0
 
 
 def test_ema_pairs_move_the_teacher_towards_the_student():
