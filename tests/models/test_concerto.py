@@ -150,11 +150,14 @@ def test_frozen_target_with_info_nce_is_the_dense_info_nce_of_pooled_points_and_
     assert seen["temperature"] == 0.1 and seen["patches"].shape[1] == 24 and not seen["patches"].requires_grad
     expected = objectives.cross_modal.info_nce(seen["points"], seen["patches"], 0.1)
     assert torch.allclose(out["loss_dense"], expected)
-    assert expected > 0 and not torch.allclose(expected, objectives.cosine_prediction(seen["points"],
-                                                                                       seen["patches"]))
+    assert expected > 0
     out["loss"].backward()
     assert all(p.grad is None for p in model.image_encoder.parameters())
     assert model.heads["point_proj"].net[-1].weight.grad.abs().sum() > 0
+    # the default (cosine) does not reach the InfoNCE at all for a frozen target
+    seen.clear()
+    ConcertoModel(tiny_cfg(*frozen))(tiny_batch())
+    assert seen == {}
 
 
 def test_ema_pairs_move_the_teacher_towards_the_student():
