@@ -72,6 +72,12 @@ def covering_radius(pos: torch.Tensor, sample: torch.Tensor, chunk: int = 16384)
     return float(torch.cat(best).max())
 
 
+def _edge_lengths(edges: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Lengths of ``[y index, x index]`` edges, ordered by query then length (a device-independent key)."""
+    length = (y[edges[0]] - x[edges[1]]).norm(dim=1)
+    return edges[0].double() * 1e3 + length.double()  # queries apart by far more than any length (< 1 m here)
+
+
 def check_ops(cuda: torch.device, sizes: list[int], repeats: int) -> list[dict]:
     from concerto3d import ops
 
@@ -91,7 +97,9 @@ def check_ops(cuda: torch.device, sizes: list[int], repeats: int) -> list[dict]:
                      "cuda_ms": round(1e3 * t_gpu, 2), "cpu_over_cuda": round(t_cpu / t_gpu, 1)})
 
         centres = pos[idx_cpu]
-        for cap in (32, 4096):  # 32: the encoder's cap (which 32 may differ); 4096: nothing capped
+        # ops.radius is a k-NN query (k = the cap) cut at r, so only caps the CUDA k-NN kernel takes (<= 100) are
+        # checked: an "uncapped" cap of 4096 is a 4096-NN query (100M edges at 100k points), which ran for minutes
+        for cap in (32, 64):  # 32: the encoder's cap
             e_cpu, t_cpu = timed(lambda: ops.radius(pos, centres, 0.1, max_num_neighbors=cap), repeats,
                                  torch.device("cpu"))
             e_gpu, t_gpu = timed(lambda: ops.radius(pos_gpu, centres.to(cuda), 0.1, max_num_neighbors=cap),
@@ -100,10 +108,15 @@ def check_ops(cuda: torch.device, sizes: list[int], repeats: int) -> list[dict]:
             b = set(map(tuple, e_gpu.cpu().t().tolist()))
             deg_cpu = torch.bincount(e_cpu[0], minlength=centres.size(0))
             deg_gpu = torch.bincount(e_gpu[0].cpu(), minlength=centres.size(0))
+            # the same neighbours up to ties in distance: compare each query's sorted distances too
+            d_cpu = torch.sort(_edge_lengths(e_cpu, pos, centres)).values
+            d_gpu = torch.sort(_edge_lengths(e_gpu.cpu(), pos, centres)).values
             rows.append({"check": "radius", "points": n, "queries": centres.size(0), "cap": cap,
                          "edges_cpu": len(a), "edges_cuda": len(b),
                          "jaccard": round(len(a & b) / max(1, len(a | b)), 4),
                          "degree_equal": bool(torch.equal(deg_cpu, deg_gpu)),
+                         "max_dist_diff_m": float((d_cpu - d_gpu).abs().max()) if d_cpu.shape == d_gpu.shape
+                         else None,
                          "cpu_ms": round(1e3 * t_cpu, 2), "cuda_ms": round(1e3 * t_gpu, 2),
                          "cpu_over_cuda": round(t_cpu / t_gpu, 1)})
 
@@ -234,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         lambda: check_step(cuda, 3 if args.quick else 10, ["batch_size=8", "data.max_points=16384"]),
     ]
     failed = 0
-    for section in sections:
+    start = time.perf_counter()
+    for i, section in enumerate(sections):
+        # to stderr, so that a section that runs long is seen in the log while it runs (stdout stays JSON lines)
+        print(f"[cuda_check] section {i + 1}/{len(sections)} at {time.perf_counter() - start:.0f} s", file=sys.stderr,
+              flush=True)
         try:
             for row in section():
                 print(json.dumps(row), flush=True)

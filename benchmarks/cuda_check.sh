@@ -96,7 +96,7 @@ if want pytest && [ "$left" -gt 60 ]; then
   xdist=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
   # visualization needs Open3D and the notebook test Jupyter, neither of which the GPU image has
   timeout "$left" $PY -m pytest -q --no-header -p no:cacheprovider $xdist --ignore=tests/visualization \
-      --ignore=tests/test_notebook.py tests > "$OUT/pytest.txt" 2>&1
+      --ignore=tests/test_notebook.py -v tests > "$OUT/pytest.txt" 2>&1   # -v: each result named as it lands
   rc=$?
   tail -25 "$OUT/pytest.txt"
   [ $rc = 0 ] || fail "pytest (rc $rc)"
