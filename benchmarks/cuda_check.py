@@ -72,10 +72,13 @@ def covering_radius(pos: torch.Tensor, sample: torch.Tensor, chunk: int = 16384)
     return float(torch.cat(best).max())
 
 
-def _edge_lengths(edges: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Lengths of ``[y index, x index]`` edges, ordered by query then length (a device-independent key)."""
+def sorted_lengths(edges: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Lengths of ``[y index, x index]`` edges, grouped by query and sorted within each query: equal on two devices
+    that found the same neighbours up to ties in distance, whatever order each listed them in."""
     length = (y[edges[0]] - x[edges[1]]).norm(dim=1)
-    return edges[0].double() * 1e3 + length.double()  # queries apart by far more than any length (< 1 m here)
+    order = torch.argsort(length)
+    order = order[torch.argsort(edges[0][order], stable=True)]
+    return length[order]
 
 
 def check_ops(cuda: torch.device, sizes: list[int], repeats: int) -> list[dict]:
@@ -109,8 +112,7 @@ def check_ops(cuda: torch.device, sizes: list[int], repeats: int) -> list[dict]:
             deg_cpu = torch.bincount(e_cpu[0], minlength=centres.size(0))
             deg_gpu = torch.bincount(e_gpu[0].cpu(), minlength=centres.size(0))
             # the same neighbours up to ties in distance: compare each query's sorted distances too
-            d_cpu = torch.sort(_edge_lengths(e_cpu, pos, centres)).values
-            d_gpu = torch.sort(_edge_lengths(e_gpu.cpu(), pos, centres)).values
+            d_cpu, d_gpu = sorted_lengths(e_cpu, pos, centres), sorted_lengths(e_gpu.cpu(), pos, centres)
             rows.append({"check": "radius", "points": n, "queries": centres.size(0), "cap": cap,
                          "edges_cpu": len(a), "edges_cuda": len(b),
                          "jaccard": round(len(a & b) / max(1, len(a | b)), 4),
@@ -123,12 +125,7 @@ def check_ops(cuda: torch.device, sizes: list[int], repeats: int) -> list[dict]:
         k_cpu, t_cpu = timed(lambda: ops.knn(centres, pos, 3), repeats, torch.device("cpu"))
         k_gpu, t_gpu = timed(lambda: ops.knn(centres.to(cuda), pos_gpu, 3), repeats, cuda)
 
-        def sorted_dist(edges, p, q):
-            d = (p[edges[0]] - q[edges[1]]).norm(dim=1).view(-1, 3)
-            return d.sort(dim=1).values
-
-        d_cpu = sorted_dist(k_cpu, pos, centres)
-        d_gpu = sorted_dist(k_gpu.cpu(), pos, centres)
+        d_cpu, d_gpu = sorted_lengths(k_cpu, centres, pos), sorted_lengths(k_gpu.cpu(), centres, pos)
         feat = torch.randn(centres.size(0), 64, generator=torch.Generator().manual_seed(1))
         f_cpu = ops.knn_interpolate(feat, centres, pos)
         f_gpu = ops.knn_interpolate(feat.to(cuda), centres.to(cuda), pos_gpu).cpu()
