@@ -1,4 +1,4 @@
-"""``concerto3d ablate DATA --out DIR [--seeds 3] [--steps N] [key=value ...]``: the Concerto table.
+"""``concerto3d ablate DATA --out DIR [--seeds 3 | --seeds 2,3,4] [--steps N] [key=value ...]``: the Concerto table.
 
 Trains and probes, with the same budget each, a random-init point encoder, the 2D-only image encoder (features
 lifted onto the points), the 3D-only point encoder, the concatenation of the two, and the joint (Concerto) point
@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "splits/train.txt and splits/val.txt")
     parser.add_argument("--out", metavar="DIR", required=True,
                         help="ablation folder: runs/, probes/, results.md, results.csv, results.png")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per row (default 3)")
+    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], metavar="N|S,S,...",
+                        help="a count N (seeds 0..N-1) or a comma-separated list of seeds, e.g. 3,4 to add two "
+                             "seeds to a folder that holds 0-2 (default 3)")
     parser.add_argument("--steps", type=int, default=300, help="training steps of every trained row (default 300)")
     parser.add_argument("--config", metavar="YAML", help="training config for every trained row")
     parser.add_argument("--rows", default=",".join(ROW_KEYS),
@@ -54,12 +56,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training overrides for every trained row, e.g. batch_size=4 data.max_points=4096")
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: ``"3"`` is seeds 0, 1, 2; ``"2,3,4"`` (a comma anywhere) is that list, in that order.
+
+    Raises:
+        argparse.ArgumentTypeError: not a positive count or a list of distinct non-negative integers.
+    """
+    items = [t.strip() for t in str(text).split(",")]
+    try:
+        values = [int(t) for t in items if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a comma-separated list of seeds, got {text!r}") \
+            from None
+    if "," not in str(text):
+        if len(values) != 1 or values[0] < 1:
+            raise argparse.ArgumentTypeError(f"expected a seed count >= 1, got {text!r}")
+        return list(range(values[0]))
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds >= 0, got {text!r}")
+    return values
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    """``--seeds`` as typed back: a count when the seeds are 0..N-1, else the list."""
+    return str(len(seeds)) if seeds == list(range(len(seeds))) else ",".join(map(str, seeds))
+
+
 def run(args: argparse.Namespace) -> int:
     from concerto3d.evaluation.ablate import AblationSettings, ordering_checks, run_ablation
     from concerto3d.evaluation.probe_command import resolve_device
 
-    if args.seeds < 1:
-        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
     for item in args.overrides:
         if "=" not in item:
             raise InputError(f"expected key=value training overrides, got {item!r}")
@@ -74,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.device != "auto":
         overrides.append(f"device={device.type}")
-    settings = AblationSettings(steps=args.steps, seeds=list(range(args.seeds)), overrides=overrides,
+    settings = AblationSettings(steps=args.steps, seeds=list(args.seeds), overrides=overrides,
                                 config=args.config, probe_epochs=args.probe_epochs, probe_lr=args.probe_lr,
                                 probe_batch_size=args.probe_batch_size,
                                 max_points=args.max_points, probe_points=args.probe_points,
@@ -96,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this ablation (printed in results.md)."""
-    parts = ["concerto3d", "ablate", args.data, "--out", args.out, "--seeds", str(args.seeds), "--steps",
+    parts = ["concerto3d", "ablate", args.data, "--out", args.out, "--seeds", _seeds_text(args.seeds), "--steps",
              str(args.steps)]
     for flag, value, default in (("--config", args.config, None), ("--rows", args.rows, None),
                                  ("--probe-epochs", args.probe_epochs, 100), ("--probe-lr", args.probe_lr, 1e-2),

@@ -284,6 +284,36 @@ def test_image_encoder_settings_joint_without_the_2d_row_and_conflicting_targets
     assert "cannot be combined with --joint-target scratch" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("1", [0]), ("2,3,4", [2, 3, 4]), ("4,1", [4, 1]),
+                                         ("5,", [5]), (" 2 , 0 ", [2, 0])])
+def test_seeds_are_a_count_or_a_list(text, seeds):
+    from concerto3d.evaluation.ablate_command import parse_seeds
+
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "x", "1,1", "1,-1", ",", "2.5"])
+def test_bad_seeds_are_refused(text):
+    import argparse
+
+    from concerto3d.evaluation.ablate_command import parse_seeds
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_seeds(text)
+
+
+def test_a_list_of_seeds_runs_those_seeds_only_and_is_printed_back(tiny_data, tmp_path, monkeypatch):
+    out = tmp_path / "abl"
+    argv = [str(tiny_data), "--out", str(out), "--rows", "random", "--seeds", "2,5", "--probe-epochs", "2",
+            "--probe-points", "100", "--no-progress"]
+    assert _ablate(argv, monkeypatch) == 0
+    assert sorted(p.name for p in (out / "probes").glob("*.json")) == ["random-seed2.json", "random-seed5.json"]
+    assert json.loads((out / "ablation.json").read_text())["seeds"] == [2, 5]
+    assert "--seeds 2,5" in (out / "results.md").read_text()
+    with open(out / "results.csv") as f:
+        assert [r["seeds"] for r in csv.DictReader(f)] == ["2"]
+
+
 def test_a_folder_from_before_the_data_digest_is_refused_with_a_reason(tiny_data, tmp_path):
     out = tmp_path / "abl"
     out.mkdir()
