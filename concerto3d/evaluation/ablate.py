@@ -264,7 +264,8 @@ def files_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def ensure_trained(data: Path, out: Path, row: str, seed: int, settings: AblationSettings) -> tuple[Path, float]:
+def ensure_trained(data: Path, out: Path, row: str, seed: int, settings: AblationSettings,
+                   progress: bool = True) -> tuple[Path, float]:
     """Train (or build, for ``random``) the model of one (row, seed) unless its ``model/`` folder exists.
 
     Returns:
@@ -301,7 +302,7 @@ def ensure_trained(data: Path, out: Path, row: str, seed: int, settings: Ablatio
         resume = bool(list_checkpoints(run_dir)) if run_dir.is_dir() else False
         if resume:
             log.info("%s seed %d: resuming the interrupted run in %s", row, seed, run_dir)
-        result = train(cfg, data, run_dir, resume=resume)
+        result = train(cfg, data, run_dir, resume=resume, progress=progress)
         if result.interrupted or result.model_dir is None:
             raise KeyboardInterrupt  # the trainer stopped on a signal and wrote a checkpoint; rerun to resume
     return run_dir, time.perf_counter() - tic
@@ -404,14 +405,17 @@ class SplitFeatures:
     notes: dict = field(default_factory=dict)
 
 
-def _point_features(run_dir: Path, data: Path, settings: AblationSettings, seed: int, desc: str) -> SplitFeatures:
+def _point_features(run_dir: Path, data: Path, settings: AblationSettings, seed: int, desc: str,
+                    progress: bool = True) -> SplitFeatures:
     from concerto3d.evaluation.features import read_split
     from concerto3d.evaluation.probe_command import embed_split
     from concerto3d.models.pretrained import load_model
 
     model = load_model(run_dir)
-    train_x, train_y = embed_split(model, read_split(data, "train"), settings.max_points, seed, f"{desc} train")
-    val_x, val_y = embed_split(model, read_split(data, "val"), settings.max_points, seed, f"{desc} val")
+    train_x, train_y = embed_split(model, read_split(data, "train"), settings.max_points, seed, f"{desc} train",
+                                   progress=progress)
+    val_x, val_y = embed_split(model, read_split(data, "val"), settings.max_points, seed, f"{desc} val",
+                               progress=progress)
     return SplitFeatures(train_x, train_y, val_x, val_y)
 
 
@@ -447,7 +451,8 @@ def _check_image_encoder(path: Path, settings: AblationSettings) -> None:
             f"image_encoder.image_size=[{fit[0]},{fit[1]}]", path)
 
 
-def _lifted_features(run_dir: Path, data: Path, settings: AblationSettings, desc: str) -> SplitFeatures:
+def _lifted_features(run_dir: Path, data: Path, settings: AblationSettings, desc: str,
+                     progress: bool = True) -> SplitFeatures:
     from tqdm import tqdm
 
     from concerto3d.evaluation.features import read_split
@@ -457,7 +462,8 @@ def _lifted_features(run_dir: Path, data: Path, settings: AblationSettings, desc
     unseen = {}
     for split in ("train", "val"):
         points = unseen_points = labelled = labelled_unseen = 0
-        for scene_dir in tqdm(read_split(data, split), desc=f"{desc} {split}", unit="scene", leave=False):
+        for scene_dir in tqdm(read_split(data, split), desc=f"{desc} {split}", unit="scene", leave=False,
+                              disable=not progress):
             lifted = lift_scene_features(image_encoder, scene_dir, settings.image_batch)
             out[f"{split}_x"].append(lifted.features)
             out[f"{split}_y"].append(lifted.labels)
@@ -809,7 +815,8 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
         out: the ablation folder (see the module docstring for its layout).
         settings: steps, seeds, overrides and probe settings.
         device: where the linear heads train (the training runs follow ``device=`` in the overrides).
-        progress: show the progress bar across the whole ablation.
+        progress: show the progress bar across the whole ablation and the bars of its training, embedding and
+            lifting; False shows none.
         command: the command line, printed in results.md.
         on_unit_done: called as ``on_unit_done(row, seed, summary)`` after each newly probed unit.
     Returns:
@@ -849,9 +856,9 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
 
     def lifted(run_dir: Path) -> SplitFeatures:
         if settings.image_encoder is None:
-            return _lifted_features(run_dir, data, settings, "lift")
+            return _lifted_features(run_dir, data, settings, "lift", progress)
         if not given:
-            given.append(_lifted_features(run_dir, data, settings, "lift"))
+            given.append(_lifted_features(run_dir, data, settings, "lift", progress))
         return given[0]
 
     try:
@@ -866,16 +873,16 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
             if row == "concat":
                 for part in ("2d", "3d"):
                     if part not in cache:
-                        run_dir, spent = ensure_trained(data, out, part, seed, settings)
+                        run_dir, spent = ensure_trained(data, out, part, seed, settings, progress)
                         train_s += spent
                         cache[part] = (lifted(run_dir) if part == "2d" else
-                                       _point_features(run_dir, data, settings, seed, "embed"))
+                                       _point_features(run_dir, data, settings, seed, "embed", progress))
                 feats = _concat(cache["2d"], cache["3d"])
                 run_dir = None
             else:
-                run_dir, train_s = ensure_trained(data, out, row, seed, settings)
+                run_dir, train_s = ensure_trained(data, out, row, seed, settings, progress)
                 feats = (lifted(run_dir) if row == "2d" else
-                         _point_features(run_dir, data, settings, seed, "embed"))
+                         _point_features(run_dir, data, settings, seed, "embed", progress))
                 if row in ("2d", "3d") and "concat" in settings.rows:
                     cache[row] = feats
             feat_s = time.perf_counter() - tic - train_s

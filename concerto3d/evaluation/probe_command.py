@@ -63,7 +63,7 @@ def resolve_device(name: str):
 
 
 def embed_split(model, scenes: list[Path], max_points: int | None, seed: int, desc: str,
-                labelled_per_scene: int | None = None):
+                labelled_per_scene: int | None = None, progress: bool = True):
     """Features and labels of each scene of a split: two lists of (N_i, C) float32 and (N_i,) int64 arrays.
 
     With ``labelled_per_scene``, each scene keeps only its labelled points, at most that many (a random subset
@@ -74,7 +74,7 @@ def embed_split(model, scenes: list[Path], max_points: int | None, seed: int, de
     from concerto3d.evaluation.features import extract_point_features
 
     feats, labels = [], []
-    for i, scene_dir in enumerate(tqdm(scenes, desc=desc, unit="scene")):
+    for i, scene_dir in enumerate(tqdm(scenes, desc=desc, unit="scene", disable=not progress)):
         sf = extract_point_features(model, scene_dir, max_points=max_points, seed=seed)
         x, y = sf.features, sf.labels
         if labelled_per_scene is not None:

@@ -194,7 +194,7 @@ def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
 
 
 def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
-          on_step_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+          on_step_end: Callable[[int, dict], None] | None = None, progress: bool = True) -> TrainResult:
     """Train a :class:`concerto3d.models.concerto.ConcertoModel` on preprocessed scenes.
 
     Args:
@@ -203,6 +203,7 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
         run_dir: where checkpoints, ``metrics.csv``, TensorBoard logs and ``model/`` go.
         resume: continue from the newest readable checkpoint of ``run_dir``.
         on_step_end: called as ``on_step_end(step, metrics)`` after every step (tests, benchmarks).
+        progress: show the training progress bar (on the main process); False shows none.
     Returns:
         a :class:`TrainResult`.
     Raises:
@@ -257,7 +258,8 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
         batches = _batches(dataset, cfg, info, start_step, pin=device.type == "cuda")
         steps_per_epoch = len(batch_indices(len(dataset), cfg.batch_size, cfg.seed, 0, info.rank, info.world_size))
         params = [p for p in model.parameters() if p.requires_grad]
-        bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step", disable=not info.is_main)
+        bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step",
+                   disable=not (info.is_main and progress))
 
         def checkpoint(steps_done: int) -> None:
             rngs = ddp.all_gather_object(rng_state())

@@ -91,8 +91,11 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
     out = tmp_path / "abl"
     argv = [str(tiny_data), "--out", str(out), "--seeds", "1", "--steps", "2", "--probe-epochs", "5",
             "--probe-points", "150", "--probe-batch-size", "64", "--no-progress"]
+    capsys.readouterr()
     assert _ablate(argv, monkeypatch) == 0
     assert sorted(calls) == ["2d", "3d", "joint"]  # random is not trained, concat reuses 2d and 3d
+    err = capsys.readouterr().err  # --no-progress: no bar at all, the nested training/embedding/lifting ones included
+    assert not any(bar in err for bar in ("it/s", "step/s", "scene/s", "%|")), err[-500:]
 
     probes = {r: json.loads((out / "probes" / f"{r}-seed0.json").read_text()) for r in ablate.ROW_KEYS}
     for r, p in probes.items():
