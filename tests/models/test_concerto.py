@@ -24,7 +24,7 @@ def tiny_cfg(*more):
 
 
 def _view(rng, crop_sizes, keep):
-    coords, feats, batch, index, offset = [], [], [], [], 0
+    coords, batch, index, offset = [], [], [], 0
     for b, n in enumerate(crop_sizes):
         rows = np.sort(rng.choice(n, size=int(n * keep), replace=False))
         coords.append(rng.uniform(-1, 1, (len(rows), 3)))
