@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "all); val is always scored on every point")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present), cpu, cuda: training (device=...) and the linear heads")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (the ablation's, and its training, embedding and lifting bars)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (the ablation's, and its training, embedding and lifting bars)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="training overrides for every trained row, e.g. batch_size=4 data.max_points=4096")
 
