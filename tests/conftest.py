@@ -1,11 +1,6 @@
 """Fixtures shared by every test folder."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture
@@ -19,16 +14,3 @@ def one_torch_thread():
     yield
     torch.set_num_threads(threads)
 
-
-@pytest.fixture
-def benchmark_script():
-    """``benchmark_script("ablation_headroom")``: a script of ``benchmarks/`` (not part of the package) loaded as a
-    module, so its functions can be tested; its ``main`` does not run."""
-
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return load

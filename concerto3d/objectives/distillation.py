@@ -7,8 +7,9 @@ features are negatives; the negatives keep the features spread. The prototype fo
 :func:`update_center`, and sharpened, ``teacher_temp < student_temp``, and the student learns the teacher's
 distribution by cross-entropy) and the DINOv2/Sonata alternative to centring, :func:`sinkhorn_knopp` (balanced
 assignments of the points to the prototypes). On the synthetic ablation both learned invariant, low-rank features
-that probed no better than an untrained encoder (results/ablation/README.md). :func:`mse_distillation` regresses
-normalised teacher features directly; it is the simplest form and collapses more easily. :func:`koleo_loss` is
+that probed no better than an untrained encoder (docs/history/2026-11-ablation-rounds.md).
+:func:`mse_distillation` regresses normalised teacher features directly; it is the simplest form and collapses more
+easily. :func:`koleo_loss` is
 DINOv2's spreading regulariser, usable with any of them.
 
 Under ``torch.distributed`` the batch statistics (:func:`update_center`, :func:`sinkhorn_knopp`) are summed over all
