@@ -198,14 +198,13 @@ def check_step(cuda: torch.device, steps: int, overrides: list[str]) -> list[dic
     from unittest import mock
 
     from concerto3d import ops
-    from concerto3d.config import load_config
-    from train import bench_model_step
+    from train import bench_config, bench_model_step
 
     rows = []
     for device, amp, fps in ((cuda.type, False, "ops.fps"), (cuda.type, True, "ops.fps"),
                              (cuda.type, False, "torch-cluster"), (cuda.type, True, "torch-cluster"),
                              ("cpu", False, "ops.fps")):
-        cfg = load_config(None, [*overrides, f"device={device}", f"amp={str(amp).lower()}"])
+        cfg = bench_config([*overrides, f"device={device}", f"amp={str(amp).lower()}"])
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         with mock.patch.object(ops, "fps", ops.fps_cluster if fps == "torch-cluster" else ops.fps):

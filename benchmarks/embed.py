@@ -66,7 +66,7 @@ def one_run(args) -> dict:
     import torch
 
     from concerto3d.models.point_encoder import PointEncoder, PointEncoderConfig
-    from concerto3d.models.pretrained import PretrainedModel
+    from concerto3d.inference import PretrainedModel
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -178,10 +178,9 @@ def bench_train(repeats: int, clouds: int, points: int, joint_steps: int) -> dic
               "reference_points_per_s": round(n / t["reference"][0]),
               "train_vs_reference": round(t["reference"][0] / t["concerto3d"][0], 3)}
     if joint_steps:
-        from concerto3d.config import load_config
-        from train import bench_model_step
+        from train import bench_config, bench_model_step
 
-        joint = bench_model_step(load_config(None, ["device=cpu"]), torch.device("cpu"), joint_steps)
+        joint = bench_model_step(bench_config(["device=cpu"]), torch.device("cpu"), joint_steps)
         rows.append(f"joint training step (default config, {joint['points_per_step']} student points): "
                     f"{joint['s_per_step']:.2f} s, {joint['cpu_s_per_step']:.2f} s CPU")
         result.update(joint_step_s=joint["s_per_step"], joint_step_cpu_s=joint["cpu_s_per_step"])
@@ -194,12 +193,11 @@ def bench_stages(repeats: int, data: str | None) -> dict:
     import collections
 
     import concerto3d.models.concerto as concerto
-    from concerto3d.config import load_config
     from concerto3d.training.ema import ema_update
     from concerto3d.training.trainer import build_optimizer
-    from train import synthetic_batch
+    from train import bench_config, synthetic_batch
 
-    cfg = load_config(None, ["device=cpu"])
+    cfg = bench_config(["device=cpu"])
     batch = synthetic_batch(cfg)
     fast_split = concerto._split_last_linear
     rows = []
@@ -301,7 +299,7 @@ def bench_preprocess(frames: int, repeats: int) -> dict:
 # -- embed ---------------------------------------------------------------------------------------------------------
 def _embed_child(run: str, points: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    from concerto3d.models.pretrained import load_model
+    from concerto3d.inference import load_model
     from point_encoder_profile import synthetic_crop
     from preprocess import _peak_rss_mib
 
@@ -317,12 +315,12 @@ def _embed_child(run: str, points: int, threads: int) -> dict:
 
 
 def bench_embed(points: int, threads: int) -> dict:
-    from concerto3d.config import load_config
+    from concerto3d.inference import save_model
     from concerto3d.models.concerto import ConcertoModel
-    from concerto3d.models.pretrained import save_model
+    from train import bench_config
 
     with tempfile.TemporaryDirectory() as run:
-        cfg = load_config(None, ["device=cpu"])
+        cfg = bench_config(["device=cpu"])
         save_model(ConcertoModel(cfg), cfg, run)
         proc = subprocess.run([sys.executable, __file__, "--embed-child", run, str(points), str(threads)],
                               capture_output=True, text=True, check=True)

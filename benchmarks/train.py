@@ -27,6 +27,21 @@ import numpy as np
 import torch
 
 
+def bench_config(overrides: list[str]):
+    """The training config of ``overrides``, with the image and patch size a preprocessed dataset would give filled
+    in from the package defaults (a synthetic batch has no data to read them from)."""
+    import dataclasses
+
+    from concerto3d.config import load_config
+    from concerto3d.data.scene import DEFAULT_IMAGE_SIZE, DEFAULT_PATCH_SIZE
+
+    cfg = load_config(None, overrides)
+    data = dataclasses.replace(cfg.data, image_size=cfg.data.image_size or DEFAULT_IMAGE_SIZE,
+                               patch_size=cfg.data.patch_size or DEFAULT_PATCH_SIZE)
+    return dataclasses.replace(cfg, data=data,
+                               image_encoder=cfg.image_encoder.following(data.image_size, data.patch_size))
+
+
 def synthetic_batch(cfg, seed: int = 0):
     """A TrainBatch shaped like the config's: random points in 2 m crops, images, ~1 correspondence per point."""
     from concerto3d.data.collate import PointView, TrainBatch
@@ -118,10 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     results = []
     for dev in devices:
-        cfg = load_config(None, [*args.overrides, f"device={dev}"])
-        if args.data:
+        overrides = [*args.overrides, f"device={dev}"]
+        if args.data:  # training reads the image and patch size from the data
+            cfg = load_config(None, overrides)
             result = bench_trainer(cfg, args.data, args.steps)
         else:
+            cfg = bench_config(overrides)
             result = bench_model_step(cfg, torch.device(dev), args.steps)
         result.update(threads=torch.get_num_threads(), objective=cfg.objective.kind, batch_size=cfg.batch_size,
                       max_points=cfg.data.max_points)

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("concerto3d.data.command", "scans or RGB-D folders -> per-scene arrays, frames, correspondences"),
     "train": ("concerto3d.training.command", "joint 2D-3D pre-training (one process, or DDP under torchrun)"),
     "probe": ("concerto3d.evaluation.probe_command", "frozen point features -> linear head -> mIoU"),
-    "ablate": ("concerto3d.evaluation.ablate_command", "the Concerto table: random, 2D, 3D, concat, joint"),
+    "ablate": ("concerto3d.evaluation.ablation.command", "the Concerto table: random, 2D, 3D, concat, joint"),
     "visualize": ("concerto3d.visualization.command", "PCA colours and similarity of point features (PNG/PLY/window)"),
     "embed": ("concerto3d.visualization.embed_command", "per-point features for your own point cloud"),
     "demo": ("concerto3d.demo", "the whole pipeline on generated scans (what the README's first command runs)"),

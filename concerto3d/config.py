@@ -29,14 +29,14 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from concerto3d.data.dataset import DataConfig
+from concerto3d.data.dataset import DataConfig, with_image_geometry
 from concerto3d.errors import FormatError, InputError
 from concerto3d.models.image_encoder import ImageEncoderConfig
 from concerto3d.models.point_encoder import PointEncoderConfig
 
 __all__ = [
     "ObjectiveConfig", "OptimConfig", "TrainConfig", "load_config", "from_dict", "to_dict", "to_yaml",
-    "apply_overrides", "config_keys",
+    "apply_overrides", "config_keys", "with_data_geometry",
 ]
 
 
@@ -63,7 +63,7 @@ class ObjectiveConfig:
     # self-distillation
     # contrast (default): momentum contrast, each student point picks its teacher point among the other matched
     # points (the negatives keep the features spread; on the synthetic ablation the prototype forms below learned
-    # low-rank features that probed no better than a random encoder, results/ablation/README.md);
+    # low-rank features that probed no better than a random encoder, docs/history/2026-11-ablation-rounds.md);
     # sinkhorn (Sonata, DINOv2): balanced teacher targets over prototypes; dino: centred + sharpened teacher targets;
     # mse: normalised feature regression (collapses most easily)
     distillation: Literal["dino", "sinkhorn", "mse", "contrast"] = "contrast"
@@ -157,12 +157,16 @@ class TrainConfig:
             raise ValueError("point_encoder.use_color and point_encoder.use_normal must stay true (the features "
                              "always have 9 channels); turn a cue off with data.use_color=false / "
                              "data.use_normal=false")
-        if tuple(self.data.image_size) != tuple(self.image_encoder.image_size):
-            raise ValueError(f"data.image_size {tuple(self.data.image_size)} and image_encoder.image_size "
-                             f"{tuple(self.image_encoder.image_size)} must be equal")
-        if self.image_encoder.pretrained_path is None and self.data.patch_size != self.image_encoder.patch_size:
-            raise ValueError(f"data.patch_size {self.data.patch_size} and image_encoder.patch_size "
-                             f"{self.image_encoder.patch_size} must be equal")
+        # image and patch size: the data's (data.*, from the preprocessed meta.json unless set); the image encoder
+        # follows them unless set too, and then must agree (with_data_geometry fills them in before training)
+        data, enc = self.data, self.image_encoder
+        if data.image_size is not None and enc.image_size is not None and data.image_size != enc.image_size:
+            raise ValueError(f"data.image_size {data.image_size} and image_encoder.image_size {enc.image_size} "
+                             "must be equal (set data.image_size only: the image encoder follows it)")
+        if (enc.pretrained_path is None and data.patch_size is not None and enc.patch_size is not None
+                and data.patch_size != enc.patch_size):
+            raise ValueError(f"data.patch_size {data.patch_size} and image_encoder.patch_size {enc.patch_size} "
+                             "must be equal (set data.patch_size only: the image encoder follows it)")
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -297,6 +301,22 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             raise FormatError(f"cannot read the config as UTF-8 text ({type(err).__name__})", path) from None
     cfg = from_dict(cls, data, where=os.fspath(path) if path is not None else "config")
     return apply_overrides(cfg, list(overrides or []))
+
+
+def with_data_geometry(cfg: "TrainConfig", data_root: str | os.PathLike) -> "TrainConfig":
+    """The config with every image and patch size that is None filled in: ``data.*`` from the preprocessed data's
+    ``meta.json`` (the split's scenes; ``data.scene``'s defaults when none records them), then ``image_encoder.*``
+    from ``data.*``. What a run trains with, logs and stores in its model folder.
+
+    Raises:
+        InputError: the data's scenes disagree, or the filled-in sizes do not fit each other.
+    """
+    data = with_image_geometry(cfg.data, data_root, cfg.split)
+    try:
+        return dataclasses.replace(cfg, data=data,
+                                   image_encoder=cfg.image_encoder.following(data.image_size, data.patch_size))
+    except ValueError as err:
+        raise InputError(f"{err}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ def _stage(name: str, argv: list[str], done: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from concerto3d.data.scene import split_names
+
     out: Path = args.out
     if args.fresh and out.exists():
         shutil.rmtree(out)
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                      f"seed={args.seed}", f"data.max_points={args.max_points}",
                      f"data.min_points={min(1024, args.max_points // 2)}"], run_dir / "model" / "config.json")
     _stage("probe", ["probe", str(data), "--model", str(run_dir), "--out", str(probe_json)], probe_json)
-    val = (data / "splits" / "val.txt").read_text().split()
+    val = split_names(data, "val")
     _stage("visualize", ["visualize", str(data / val[0]), "--model", str(run_dir), "--out", str(panel)], panel)
 
     result = json.loads(probe_json.read_text())

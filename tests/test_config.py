@@ -71,8 +71,13 @@ def test_bad_files_name_the_file(tmp_path):
 
 
 def test_cross_checks_between_sections():
+    cfg = apply_overrides(TrainConfig(), ["data.image_size=[32, 48]"])  # the image encoder follows the data
+    assert cfg.image_encoder.image_size is None
+    assert cfg.image_encoder.following(cfg.data.image_size, 16).image_size == (32, 48)
     with pytest.raises(InputError, match="data.image_size"):
-        apply_overrides(TrainConfig(), ["data.image_size=[32, 48]"])  # the image encoder still says 240x320
+        apply_overrides(TrainConfig(), ["data.image_size=[32, 48]", "image_encoder.image_size=[32, 64]"])
+    with pytest.raises(InputError, match="data.patch_size"):
+        apply_overrides(TrainConfig(), ["data.patch_size=8", "image_encoder.patch_size=16"])
     with pytest.raises(InputError, match="use_color"):
         apply_overrides(TrainConfig(), ["point_encoder.use_color=false"])
 

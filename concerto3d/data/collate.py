@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from concerto3d.data.transforms import PointCloud
+from concerto3d.data.point_cloud import PointCloud
 
 FEATURE_CHANNELS = 9
 FEATURE_SLICES = {"xyz": slice(0, 3), "color": slice(3, 6), "normal": slice(6, 9)}

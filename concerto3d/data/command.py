@@ -1,12 +1,14 @@
 """``concerto3d preprocess SCANS OUT``: ScanNet scans or RGB-D folders -> per-scene arrays, frames, correspondences.
 
-The work is done by :func:`concerto3d.data.preprocess.preprocess`; this module only reads the command line.
+The work is done by :func:`concerto3d.data.preprocess.preprocess`; this module only reads the command line. The
+defaults shown and used are those of :class:`concerto3d.data.preprocess_options.PreprocessOptions`.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from concerto3d.data.preprocess_options import PreprocessOptions
 from concerto3d.errors import InputError
 
 
@@ -43,31 +45,35 @@ def _positive_float(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    default = PreprocessOptions()
+    height, width = default.image_size
     parser.add_argument("scans", metavar="SCANS",
                         help="a ScanNet root (with scans/), one scene folder, an RGB-D folder or a folder of them")
     parser.add_argument("out", metavar="OUT", help="output folder (finished scenes in it are kept and skipped)")
-    parser.add_argument("--frame-skip", type=_positive_int, default=10, metavar="K",
-                        help="keep every K-th frame (default: 10)")
-    parser.add_argument("--voxel", type=_positive_float, default=0.02, metavar="M",
-                        help="voxel size in metres for down-sampling and fusion (default: 0.02)")
+    parser.add_argument("--frame-skip", type=_positive_int, default=default.frame_skip, metavar="K",
+                        help=f"keep every K-th frame (default: {default.frame_skip})")
+    parser.add_argument("--voxel", type=_positive_float, default=default.voxel, metavar="M",
+                        help=f"voxel size in metres for down-sampling and fusion (default: {default.voxel})")
     parser.add_argument("--workers", type=_positive_int, default=1, metavar="W",
                         help="scenes processed in parallel (default: 1)")
-    parser.add_argument("--image-size", type=parse_image_size, default=(240, 320), metavar="HxW",
-                        help="size of the written images, height x width (default: 240x320)")
-    parser.add_argument("--patch-size", type=_positive_int, default=16, metavar="P",
-                        help="the image encoder's patch size; must divide the image size (default: 16)")
+    parser.add_argument("--image-size", type=parse_image_size, default=default.image_size, metavar="HxW",
+                        help=f"size of the written images, height x width (default: {height}x{width})")
+    parser.add_argument("--patch-size", type=_positive_int, default=default.patch_size, metavar="P",
+                        help=f"the image encoder's patch size; must divide the image size (default: "
+                             f"{default.patch_size})")
     parser.add_argument("--source", choices=("auto", "scannet", "rgbd"), default="auto",
                         help="input kind (default: auto-detect)")
     parser.add_argument("--rgbd-preset", choices=("7scenes", "tum"), default=None,
                         help="file layout of a generic RGB-D folder (data/README.md section 2)")
     parser.add_argument("--depth-scale", type=_positive_float, default=None, metavar="S",
                         help="raw depth units per metre of an RGB-D folder (default: the preset's)")
-    parser.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--max-frames", type=_positive_int, default=default.max_frames, metavar="N",
                         help="keep at most N frames per scene")
-    parser.add_argument("--abs-tol", type=float, default=0.05, metavar="M",
-                        help="depth test: absolute tolerance in metres (default: 0.05)")
-    parser.add_argument("--rel-tol", type=float, default=0.02, metavar="R",
-                        help="depth test: tolerance as a fraction of the measured depth (default: 0.02)")
+    parser.add_argument("--abs-tol", type=float, default=default.abs_tol, metavar="M",
+                        help=f"depth test: absolute tolerance in metres (default: {default.abs_tol})")
+    parser.add_argument("--rel-tol", type=float, default=default.rel_tol, metavar="R",
+                        help=f"depth test: tolerance as a fraction of the measured depth (default: "
+                             f"{default.rel_tol})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -76,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.abs_tol < 0 or args.rel_tol < 0:
         raise InputError(f"--abs-tol and --rel-tol must be >= 0, got {args.abs_tol} and {args.rel_tol}")
-    preprocess(args.scans, args.out, frame_skip=args.frame_skip, voxel=args.voxel, workers=args.workers,
-               image_size=args.image_size, source=args.source, patch_size=args.patch_size,
-               rgbd_preset=args.rgbd_preset, depth_scale=args.depth_scale, max_frames=args.max_frames,
-               abs_tol=args.abs_tol, rel_tol=args.rel_tol, progress=not args.no_progress)
+    options = PreprocessOptions(frame_skip=args.frame_skip, voxel=args.voxel, image_size=args.image_size,
+                                patch_size=args.patch_size, max_frames=args.max_frames, abs_tol=args.abs_tol,
+                                rel_tol=args.rel_tol)
+    preprocess(args.scans, args.out, options, workers=args.workers, source=args.source,
+               rgbd_preset=args.rgbd_preset, depth_scale=args.depth_scale, progress=not args.no_progress)
     return 0

@@ -18,6 +18,7 @@ The dataset holds no open files: it is safe to pickle into ``DataLoader(num_work
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +30,16 @@ import torch
 from concerto3d.data.collate import CropSample, make_view
 from concerto3d.data.image_transforms import (ImageColorJitter, ImageGaussianBlur, ImageGrayscale, Normalize,
                                               to_float_image)
-from concerto3d.data.transforms import (ColorDrop, ColorJitter, Compose, ElasticDistortion, NormalDrop, PointCloud,
-                                        RandomCrop, RandomFlip, RandomJitter, RandomRotateZ, RandomScale, RandomTilt,
-                                        grid_sample_rows, nearest_k)
+from concerto3d.data.compose import Compose
+from concerto3d.data.point_cloud import PointCloud, grid_sample_rows, nearest_k
+from concerto3d.data.transforms import (ColorDrop, ColorJitter, ElasticDistortion, NormalDrop, RandomCrop, RandomFlip,
+                                        RandomJitter, RandomRotateZ, RandomScale, RandomTilt)
+from concerto3d.data.scene import (DEFAULT_IMAGE_SIZE, DEFAULT_PATCH_SIZE, SCENE_FILES, check_array, image_geometry,
+                                   image_path, load_array, load_correspondences, read_image, rescale_pixels,
+                                   scene_folders, split_scenes)
 from concerto3d.errors import FormatError, InputError
 
 log = logging.getLogger(__name__)
-
-SCENE_FILES = ("coord.npy", "color.npy", "normal.npy", "segment20.npy", "correspondences.npy")
 
 
 @dataclass
@@ -48,8 +51,9 @@ class DataConfig:
         min_points: scenes with fewer points are skipped (logged); view crops keep at least this many.
         max_frames: images per crop at most (the frames that see the crop the most).
         image_size: (H, W) of the images given to the image encoder; stored images of another size are resized
-            and their correspondences rescaled. Both must be multiples of ``patch_size``.
-        patch_size: the image encoder's patch size in pixels.
+            and their correspondences rescaled. Both must be multiples of ``patch_size``. None (default): the size
+            the data was preprocessed with (its ``meta.json``; :func:`concerto3d.data.scene.image_geometry`).
+        patch_size: the image encoder's patch size in pixels; None (default): the data's, like ``image_size``.
         grid_size: metres; > 0 keeps one random point per grid cell of the crop (0 = off).
         crop_shape: "sphere" (nearest points) or "box" (a vertical square column).
         use_color, use_normal: whether the features carry colour / normals (else those channels are zero).
@@ -74,8 +78,8 @@ class DataConfig:
     max_points: int = 8192
     min_points: int = 1024
     max_frames: int = 2
-    image_size: tuple[int, int] = (240, 320)
-    patch_size: int = 16
+    image_size: tuple[int, int] | None = None
+    patch_size: int | None = None
     grid_size: float = 0.0
     crop_shape: Literal["sphere", "box"] = "sphere"
     use_color: bool = True
@@ -100,7 +104,8 @@ class DataConfig:
 
     def __post_init__(self):
         # YAML gives lists: keep tuples so the config compares and prints the same way however it was made
-        self.image_size = tuple(int(v) for v in self.image_size)
+        if self.image_size is not None:
+            self.image_size = tuple(int(v) for v in self.image_size)
         self.view_crop = tuple(float(v) for v in self.view_crop)
         self.scale = tuple(float(v) for v in self.scale)
         if not 1 <= self.min_points <= self.max_points:
@@ -108,8 +113,10 @@ class DataConfig:
                              f"{self.min_points}, max_points={self.max_points}")
         if self.max_frames < 0:
             raise ValueError(f"DataConfig.max_frames: expected >= 0, got {self.max_frames}")
-        if len(self.image_size) != 2 or self.patch_size < 1 or any(
-                s < self.patch_size or s % self.patch_size for s in self.image_size):
+        if self.patch_size is not None and self.patch_size < 1:
+            raise ValueError(f"DataConfig.patch_size: expected >= 1, got {self.patch_size}")
+        if self.image_size is not None and self.patch_size is not None and (len(self.image_size) != 2 or any(
+                s < self.patch_size or s % self.patch_size for s in self.image_size)):
             raise ValueError(f"DataConfig.image_size: expected (H, W), both positive multiples of patch_size="
                              f"{self.patch_size}, got {self.image_size}")
         if self.grid_size < 0:
@@ -193,96 +200,39 @@ class SceneCrop:
     centre: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
 
 
-def read_split(root: Path, split: str | None) -> list[str] | None:
-    """Scene names listed in ``root/splits/<split>.txt`` (None when ``split`` is None or the file is absent)."""
-    if split is None:
-        return None
-    path = root / "splits" / f"{split}.txt"
-    if not path.is_file():
-        log.info("no %s: using every scene under %s", path, root)
-        return None
-    names = [line.strip() for line in path.read_text().splitlines()]
-    return [n for n in names if n and not n.startswith("#")]
+def with_image_geometry(config: DataConfig, root: str | Path, split: str | None = "train") -> DataConfig:
+    """``config`` with ``image_size`` and ``patch_size`` filled in where they are None: from the ``meta.json`` of
+    the split's scenes (every scene's when ``split`` is None), else ``data.scene``'s defaults."""
+    if config.image_size is not None and config.patch_size is not None:
+        return config
+    found = image_geometry(root, split) if Path(root).is_dir() else None
+    size, patch = found if found is not None else (DEFAULT_IMAGE_SIZE, DEFAULT_PATCH_SIZE)
+    return dataclasses.replace(config, image_size=config.image_size if config.image_size is not None else size,
+                               patch_size=config.patch_size if config.patch_size is not None else patch)
 
 
 def find_scenes(root: str | Path, split: str | None = None) -> list[str]:
-    """Names of the scene folders under ``root`` (sorted; those listed in ``root/splits/<split>.txt`` when it
-    exists, in its order, listed scenes without a folder skipped with a warning).
+    """Names of the scene folders of a split (``root/splits/<split>.txt``, in its order; see
+    :mod:`concerto3d.data.scene`), or of every scene folder under ``root`` (sorted) when ``split`` is None.
 
     Raises:
-        InputError: no usable scene. FormatError: a scene folder lacks one of ``SCENE_FILES`` or ``images/``.
+        InputError: no usable scene, or a split list that is missing or names a scene that is not there.
+        FormatError: a scene folder lacks one of ``SCENE_FILES`` or ``images/``.
     """
     root = Path(root)
     if not root.is_dir():
         raise InputError("expected a folder of preprocessed scenes (concerto3d preprocess OUT), found none", root)
-    listed = read_split(root, split)
-    if listed is None:
-        names = sorted(p.name for p in root.iterdir()
-                       if p.is_dir() and not p.name.startswith(".") and (p / "coord.npy").is_file())
+    if split is None:
+        names = [p.name for p in scene_folders(root)]
     else:
-        listed = list(dict.fromkeys(listed))
-        names = [n for n in listed if (root / n / "coord.npy").is_file()]
-        if len(names) < len(listed):
-            missing = [n for n in listed if n not in names]
-            if not names:
-                raise InputError(f"expected preprocessed folders of the {len(listed)} listed scene(s) under {root}, "
-                                 f"found none (e.g. {missing[0]!r})", root / "splits" / f"{split}.txt")
-            log.warning("split %s: %d listed scene(s) not preprocessed, skipped (e.g. %s)", split, len(missing),
-                        missing[0])
+        names = [p.name for p in split_scenes(root, split)]
     for name in names:
         for fname in SCENE_FILES + ("images",):
             if not (root / name / fname).exists():
                 raise FormatError("expected a preprocessed scene file, it is missing", root / name / fname)
     if not names:
-        raise InputError("expected preprocessed scene folders (with coord.npy), found none"
-                         + (f" for split {split!r}" if split else ""), root)
+        raise InputError("expected preprocessed scene folders (with coord.npy), found none", root)
     return names
-
-
-def _load(path: Path, mmap: bool = False) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise FormatError(f"expected a .npy array, could not read it ({err})", path) from None
-
-
-def _check_array(arr: np.ndarray, path: Path, shape: tuple, kind: str) -> None:
-    """Raise a FormatError naming ``path`` unless ``arr`` has ``shape`` (None = any) and dtype kind ``kind``."""
-    ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
-    ok = ok and arr.dtype.kind in kind
-    if not ok:
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        raise FormatError(f"expected an array of shape {want} and dtype kind {kind!r}, got shape {arr.shape} "
-                          f"dtype {arr.dtype}", path)
-
-
-def read_image(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """Read an RGB image and resize it to ``size`` = (H, W) when needed.
-
-    Returns:
-        ((H, W, 3) uint8, (H0, W0) the stored size).
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            stored = (im.height, im.width)
-            if stored != tuple(size):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8), stored
-    except OSError as err:
-        raise FormatError(f"expected an RGB image, could not read it ({err})", path) from None
-
-
-def rescale_pixels(u: np.ndarray, v: np.ndarray, stored: tuple[int, int],
-                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Map pixel columns/rows of an image of size ``stored`` = (H0, W0) to one resized to ``size`` = (H, W): the
-    pixel whose centre lands on the old pixel's centre."""
-    (h0, w0), (h, w) = stored, size
-    u = np.minimum(np.floor((u + 0.5) * (w / w0)).astype(np.int64), w - 1)
-    v = np.minimum(np.floor((v + 0.5) * (h / h0)).astype(np.int64), h - 1)
-    return u, v
 
 
 def select_frames(frame_of_corr: np.ndarray, num_frames: int, max_frames: int) -> np.ndarray:
@@ -304,8 +254,8 @@ class SceneDataset(torch.utils.data.Dataset):
 
     Args:
         root: output folder of ``concerto3d preprocess`` (one sub-folder per scene, data/README.md section 3).
-        split: "train", "val", ... read from ``root/splits/<split>.txt`` when present; None or a missing file =
-            every scene.
+        split: "train", "val", ...: the scenes of ``root/splits/<split>.txt`` (a missing list is an error); None =
+            every scene folder under ``root``.
         config: a :class:`DataConfig` (defaults when None).
 
     ``dataset[i]`` is a :class:`concerto3d.data.collate.CropSample` of scene ``i % len(scenes)``; batch them with
@@ -315,13 +265,13 @@ class SceneDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | Path, split: str | None = "train", config: DataConfig | None = None):
         self.root = Path(root)
-        self.config = config if config is not None else DataConfig()
+        self.config = with_image_geometry(config if config is not None else DataConfig(), self.root, split)
         self.split = split
         self.epoch = 0
         names = find_scenes(self.root, split)
         self.scenes: list[str] = []
         for name in names:
-            n = len(_load(self.root / name / "coord.npy", mmap=True))
+            n = len(load_array(self.root / name / "coord.npy", mmap=True))
             if n < self.config.min_points:
                 log.warning("skipping scene %s: %d points, fewer than min_points=%d", name, n,
                             self.config.min_points)
@@ -350,27 +300,24 @@ class SceneDataset(torch.utils.data.Dataset):
         return np.random.default_rng([self.config.seed, self.epoch, int(index)])
 
     # -- crop --------------------------------------------------------------------------------------------------
-    def _check_correspondences(self, folder: Path, corr: np.ndarray, num_points: int) -> int:
-        """Check ``correspondences.npy`` once per scene (and process); returns F = 1 + the largest frame index."""
+    def _correspondences(self, folder: Path, num_points: int) -> tuple[np.ndarray, int]:
+        """``correspondences.npy`` (checked once per scene and process) and F = 1 + the largest frame index."""
         if folder.name not in self._num_frames:
-            path = folder / "correspondences.npy"
-            _check_array(corr, path, (None, 4), "iu")
-            if len(corr) and ((corr.min(axis=0) < 0).any() or corr[:, 3].max() >= num_points):
-                raise FormatError(f"expected rows (k >= 0, u >= 0, v >= 0, point < {num_points}), found values "
-                                  f"out of range", path)
+            corr = load_correspondences(folder, num_points)
             self._num_frames[folder.name] = int(corr[:, 0].max()) + 1 if len(corr) else 0
-        return self._num_frames[folder.name]
+        else:
+            corr = load_array(folder / "correspondences.npy")
+        return corr, self._num_frames[folder.name]
 
     def load_crop(self, index: int, rng: np.random.Generator) -> SceneCrop:
         """Crop scene ``index % len(scenes)`` at a random centre; see the module docstring."""
         cfg = self.config
         name = self.scenes[index % len(self.scenes)]
         folder = self.root / name
-        coord = _load(folder / "coord.npy")
-        _check_array(coord, folder / "coord.npy", (None, 3), "f")
+        coord = load_array(folder / "coord.npy")
+        check_array(coord, folder / "coord.npy", (None, 3), "f")
         n_all = len(coord)
-        corr = _load(folder / "correspondences.npy")
-        num_frames = self._check_correspondences(folder, corr, n_all)
+        corr, num_frames = self._correspondences(folder, n_all)
         corr_frame, corr_point_scene = corr[:, 0], corr[:, 3]
 
         # 1. centre and crop points
@@ -392,7 +339,7 @@ class SceneDataset(torch.utils.data.Dataset):
                               corr[keep, 2].astype(np.int64), corr_point[keep]], axis=1).reshape(-1, 4)
         images = np.zeros((len(frames), *cfg.image_size, 3), dtype=np.uint8)
         for i, k in enumerate(frames):
-            path = folder / "images" / f"{k:06d}.jpg"
+            path = image_path(folder, k)
             if not path.is_file():
                 raise FormatError(f"expected the image of frame {k} named in correspondences.npy, it is missing",
                                   path)
@@ -409,8 +356,8 @@ class SceneDataset(torch.utils.data.Dataset):
         arrays = {}
         for fname, shape, kind in (("color.npy", (n_all, 3), "iu"), ("normal.npy", (n_all, 3), "f"),
                                    ("segment20.npy", (n_all,), "iu")):
-            arr = _load(folder / fname, mmap=True)
-            _check_array(arr, folder / fname, shape, kind)
+            arr = load_array(folder / fname, mmap=True)
+            check_array(arr, folder / fname, shape, kind)
             arrays[fname] = np.asarray(arr[rows])
         crop_coord = coord[rows].astype(np.float32)
         centre = ((crop_coord.min(axis=0) + crop_coord.max(axis=0)) / 2).astype(np.float32)

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from concerto3d.data.transforms import Compose, Transform, _check_p, _check_range
+from concerto3d.data.base_transform import Transform, _check_p, _check_range
+from concerto3d.data.compose import Compose
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

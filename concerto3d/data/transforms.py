@@ -1,9 +1,10 @@
 """Point-side augmentations that keep track of which original point each output point is.
 
-Every transform is a small class called as ``transform(cloud, rng) -> cloud``: it takes a :class:`PointCloud` and a
-``numpy.random.Generator`` (all randomness comes from that generator, so a seeded generator replays the same
-augmentation), returns a new :class:`PointCloud` and never modifies its input's arrays. Transforms print themselves,
-e.g. ``RandomRotateZ(angle=full, p=1.0)``, and :class:`Compose` prints as a list, so a run can log what it applied.
+Every transform is a small class called as ``transform(cloud, rng) -> cloud``: it takes a PointCloud
+(:mod:`.point_cloud`) and a ``numpy.random.Generator`` (all randomness comes from that generator, so a seeded
+generator replays the same augmentation), returns a new cloud and never modifies its input's arrays.
+Transforms print themselves, e.g. ``RandomRotateZ(angle=full, p=1.0)`` (base class in :mod:`.base_transform`), and
+``Compose`` (:mod:`.compose`) prints as a list, so a run can log what it applied.
 
 The index map: ``cloud.index[i]`` is the row of the *original* cloud (the one a pipeline started from, usually the
 scene crop) that output point ``i`` came from. Transforms that move points keep it; transforms that drop points
@@ -17,76 +18,13 @@ surface under any invertible map (rotations and flips: the same matrix). Colours
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class PointCloud:
-    """A point cloud on its way through the augmentations (numpy arrays, never modified in place).
-
-    Attributes:
-        coord: (N, 3) float32, metres, crop-centred frame.
-        color: (N, 3) float32 in [0, 1].
-        normal: (N, 3) float32, unit length (zeros allowed where unknown).
-        index: (N,) int64, row of the original cloud each point came from.
-        has_color: False once the colour is dropped (or never used); its channels are zeroed in the features.
-        has_normal: False once the normal is dropped (or never used).
-    """
-
-    coord: np.ndarray
-    color: np.ndarray
-    normal: np.ndarray
-    index: np.ndarray
-    has_color: bool = True
-    has_normal: bool = True
-
-    def __post_init__(self):
-        n = len(self.coord)
-        for name in ("coord", "color", "normal"):
-            arr = getattr(self, name)
-            if arr.ndim != 2 or arr.shape != (n, 3):
-                raise ValueError(f"PointCloud.{name}: expected shape ({n}, 3), got {arr.shape}")
-        if self.index.shape != (n,):
-            raise ValueError(f"PointCloud.index: expected shape ({n},), got {self.index.shape}")
-
-    @classmethod
-    def from_arrays(cls, coord: np.ndarray, color: np.ndarray | None = None, normal: np.ndarray | None = None,
-                    has_color: bool = True, has_normal: bool = True) -> "PointCloud":
-        """A fresh cloud whose index map is the identity.
-
-        Args:
-            coord: (N, 3) metres.
-            color: (N, 3) floats in [0, 1], or uint8 0..255 (divided by 255); None = zeros, ``has_color=False``.
-            normal: (N, 3); None = zeros, ``has_normal=False``.
-        """
-        coord = np.asarray(coord, dtype=np.float32)
-        n = len(coord)
-        if color is None:
-            color, has_color = np.zeros((n, 3), np.float32), False
-        elif np.asarray(color).dtype == np.uint8:
-            color = np.asarray(color, dtype=np.float32) / 255.0
-        if normal is None:
-            normal, has_normal = np.zeros((n, 3), np.float32), False
-        return cls(coord=coord, color=np.asarray(color, dtype=np.float32),
-                   normal=np.asarray(normal, dtype=np.float32), index=np.arange(n, dtype=np.int64),
-                   has_color=has_color, has_normal=has_normal)
-
-    def __len__(self) -> int:
-        return len(self.coord)
-
-    def replace(self, **changes) -> "PointCloud":
-        """A new cloud with some fields replaced (the others shared, as they are never modified in place)."""
-        return dataclasses.replace(self, **changes)
-
-    def take(self, keep: np.ndarray) -> "PointCloud":
-        """The subset ``keep`` ((K,) int rows or (N,) bool mask), with the index map composed."""
-        return self.replace(coord=self.coord[keep], color=self.color[keep], normal=self.normal[keep],
-                            index=self.index[keep])
+from concerto3d.data.base_transform import Transform, _check_p, _check_range
+from concerto3d.data.point_cloud import PointCloud, grid_sample_rows, nearest_k
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -125,51 +63,6 @@ def apply_linear(cloud: PointCloud, matrix: np.ndarray) -> PointCloud:
     length = np.linalg.norm(normal, axis=1, keepdims=True)
     normal = normal / np.maximum(length, 1e-12)  # zero normals (unknown) stay zero
     return cloud.replace(coord=coord, normal=normal)
-
-
-def nearest_k(coord: np.ndarray, centre: np.ndarray, k: int, shape: str = "sphere") -> np.ndarray:
-    """The ``k`` points closest to ``centre``, as sorted row indices.
-
-    Args:
-        coord: (N, 3).
-        centre: (3,).
-        k: how many to keep (capped at N).
-        shape: "sphere" (Euclidean distance: a ball) or "box" (largest of |dx|, |dy|: a vertical square column).
-    Returns:
-        (min(k, N),) int64, ascending.
-    """
-    diff = coord - centre
-    if shape == "sphere":
-        dist = np.einsum("ij,ij->i", diff, diff)
-    elif shape == "box":
-        dist = np.abs(diff[:, :2]).max(axis=1)
-    else:
-        raise ValueError(f"crop shape: expected 'sphere' or 'box', got {shape!r}")
-    k = min(int(k), len(coord))
-    if k >= len(coord):
-        return np.arange(len(coord), dtype=np.int64)
-    keep = np.argpartition(dist, k - 1)[:k]
-    return np.sort(keep).astype(np.int64)
-
-
-def voxel_keys(coord: np.ndarray, grid_size: float) -> np.ndarray:
-    """(N,) int64 key of the grid cell of side ``grid_size`` that holds each point (equal keys = same cell)."""
-    cell = np.floor(coord / grid_size).astype(np.int64)
-    cell -= cell.min(axis=0)
-    dims = cell.max(axis=0) + 1
-    return (cell[:, 0] * dims[1] + cell[:, 1]) * dims[2] + cell[:, 2]
-
-
-def grid_sample_rows(coord: np.ndarray, grid_size: float, rng: np.random.Generator) -> np.ndarray:
-    """One randomly chosen point per occupied grid cell.
-
-    Returns:
-        (K,) int64 sorted row indices, K = number of occupied cells.
-    """
-    keys = voxel_keys(coord, grid_size)
-    order = rng.permutation(len(coord))
-    _, first = np.unique(keys[order], return_index=True)
-    return np.sort(order[first]).astype(np.int64)
 
 
 def smooth_noise_grid(shape: tuple[int, int, int], rng: np.random.Generator, passes: int = 2) -> np.ndarray:
@@ -226,75 +119,6 @@ def elastic_displacement(coord: np.ndarray, granularity: float, magnitude: float
 
 # ---------------------------------------------------------------------------------------------------------------
 # transforms
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return "(" + ", ".join(_fmt(v) for v in value) + ")"
-    return str(value)
-
-
-class Transform:
-    """Base class: ``transform(x, rng)`` applies with probability ``p``, else returns a shallow copy of ``x``.
-
-    Subclasses implement :meth:`apply` and list the arguments they print in ``_repr_fields``.
-    """
-
-    p: float = 1.0
-    _repr_fields: tuple[str, ...] = ()
-
-    def __call__(self, x, rng: np.random.Generator):
-        if self.p < 1.0 and not rng.random() < self.p:
-            return x.replace() if hasattr(x, "replace") else x
-        return self.apply(x, rng)
-
-    def apply(self, x, rng: np.random.Generator):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _repr_values(self) -> dict[str, str]:
-        return {name: _fmt(getattr(self, name)) for name in self._repr_fields}
-
-    def __repr__(self) -> str:
-        items = [f"{k}={v}" for k, v in self._repr_values().items()] + [f"p={float(self.p)}"]
-        return f"{type(self).__name__}({', '.join(items)})"
-
-
-def _check_p(p: float) -> float:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"probability p: expected a number in [0, 1], got {p}")
-    return float(p)
-
-
-def _check_range(name: str, value: Sequence[float], low: float = -math.inf) -> tuple[float, float]:
-    value = tuple(float(v) for v in value)
-    if len(value) != 2 or not low <= value[0] <= value[1]:
-        raise ValueError(f"{name}: expected (min, max) with {low} <= min <= max, got {value}")
-    return value
-
-
-class Compose:
-    """Apply transforms in order; prints as the list of its transforms.
-
-    Works for anything the transforms accept (point clouds here, image tensors in ``image_transforms``).
-    """
-
-    def __init__(self, transforms: Sequence[Callable]):
-        self.transforms = list(transforms)
-
-    def __call__(self, x, rng: np.random.Generator):
-        for t in self.transforms:
-            x = t(x, rng)
-        return x
-
-    def __len__(self) -> int:
-        return len(self.transforms)
-
-    def __repr__(self) -> str:
-        if not self.transforms:
-            return "Compose([])"
-        return "Compose([\n" + "".join(f"  {t!r},\n" for t in self.transforms) + "])"
 
 
 class RandomRotateZ(Transform):

@@ -1,9 +1,10 @@
 """Per-point features of preprocessed scenes from a frozen, trained model.
 
-A preprocessed scene (data/README.md §3) holds ``coord.npy``, ``color.npy``, ``normal.npy`` and ``segment20.npy``.
-:func:`extract_point_features` runs ``model.embed`` on the scene's points and returns one feature row per original
-point. When a scene is too large to embed at once (``max_points``), a random subset is embedded and the features are
-carried back to every point by inverse-distance interpolation over the ``k`` nearest embedded points.
+A preprocessed scene (data/README.md §3, read by :mod:`concerto3d.data.scene`) holds ``coord.npy``, ``color.npy``,
+``normal.npy`` and ``segment20.npy``. :func:`extract_point_features` runs ``model.embed`` on the scene's points and
+returns one feature row per original point; :func:`embed_split` does it for a list of scenes. When a scene is too
+large to embed at once (``max_points``), a random subset is embedded and the features are carried back to every
+point by inverse-distance interpolation over the ``k`` nearest embedded points.
 """
 
 from __future__ import annotations
@@ -15,100 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from concerto3d.errors import FormatError, InputError
+from concerto3d.data.scene import Scene, load_scene
+from concerto3d.labels import IGNORE_INDEX
 
-SCENE_ARRAYS = ("coord.npy", "color.npy", "normal.npy", "segment20.npy")
-
-
-@dataclass
-class Scene:
-    """The arrays of one preprocessed scene.
-
-    Attributes:
-        name: folder name.
-        coord: (N, 3) float32, metres.
-        color: (N, 3) uint8 RGB.
-        normal: (N, 3) float32, unit length.
-        segment20: (N,) int64, 0..19 or -1 = ignore (all -1 when the file is missing).
-    """
-
-    name: str
-    coord: np.ndarray
-    color: np.ndarray
-    normal: np.ndarray
-    segment20: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.coord)
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError("missing file; expected a preprocessed scene folder (data/README.md §3)", path) from None
-    except (ValueError, OSError) as err:
-        raise FormatError(f"not a readable .npy array ({err})", path) from None
-
-
-def load_scene(scene_dir: str | os.PathLike) -> Scene:
-    """Read and check one preprocessed scene folder.
-
-    Raises:
-        InputError: the folder or ``coord.npy`` is missing.
-        FormatError: an array has the wrong shape, dtype or length.
-    """
-    scene_dir = Path(scene_dir)
-    if not scene_dir.is_dir():
-        raise InputError("not a folder; expected a preprocessed scene folder with coord.npy, color.npy, ...",
-                         scene_dir)
-    coord = _load_npy(scene_dir / "coord.npy")
-    if coord.ndim != 2 or coord.shape[1] != 3 or not np.issubdtype(coord.dtype, np.floating):
-        raise FormatError(f"expected (N, 3) float coordinates, got shape {coord.shape} dtype {coord.dtype}",
-                          scene_dir / "coord.npy")
-    if not np.isfinite(coord).all():
-        raise FormatError("coordinates contain NaN or inf", scene_dir / "coord.npy")
-    n = len(coord)
-
-    def optional(name: str, shape: tuple, default: np.ndarray) -> np.ndarray:
-        path = scene_dir / name
-        if not path.exists():
-            return default
-        arr = _load_npy(path)
-        if arr.shape != shape:
-            raise FormatError(f"expected shape {shape} to match coord.npy, got {arr.shape}", path)
-        return arr
-
-    color = optional("color.npy", (n, 3), np.full((n, 3), 128, np.uint8))
-    if color.dtype != np.uint8:
-        raise FormatError(f"expected uint8 colours, got dtype {color.dtype}", scene_dir / "color.npy")
-    normal = optional("normal.npy", (n, 3), np.zeros((n, 3), np.float32)).astype(np.float32)
-    segment = optional("segment20.npy", (n,), np.full(n, -1, np.int64))
-    if not np.issubdtype(segment.dtype, np.integer):
-        raise FormatError(f"expected integer labels, got dtype {segment.dtype}", scene_dir / "segment20.npy")
-    return Scene(scene_dir.name, coord.astype(np.float32), color, normal, segment.astype(np.int64))
-
-
-def read_split(data_dir: str | os.PathLike, split: str) -> list[Path]:
-    """Scene folders listed in ``DATA/splits/<split>.txt`` (one name a line; blank lines and ``#`` comments skipped).
-
-    Raises:
-        InputError: the list is missing or empty, or names a scene folder that does not exist.
-    """
-    data_dir = Path(data_dir)
-    path = data_dir / "splits" / f"{split}.txt"
-    if not path.is_file():
-        raise InputError(f"missing split list; expected a preprocessed dataset with splits/{split}.txt", path)
-    names = [ln.strip() for ln in path.read_text().splitlines()]
-    names = [n for n in names if n and not n.startswith("#")]
-    if not names:
-        raise InputError("split list is empty", path)
-    scenes = [data_dir / n for n in names]
-    missing = [s.name for s in scenes if not (s / "coord.npy").is_file()]
-    if missing:
-        raise InputError(f"lists {len(missing)} scene(s) with no coord.npy under {data_dir}, e.g. {missing[0]!r}",
-                         path)
-    return scenes
+__all__ = ["interpolate_features", "freeze", "SceneFeatures", "embed_scene", "extract_point_features",
+           "embed_split"]
 
 
 def interpolate_features(src_coord, src_feat, dst_coord, k: int = 3) -> torch.Tensor:
@@ -210,3 +122,27 @@ def extract_point_features(model, scene_dir: str | os.PathLike, max_points: int 
     """
     scene = load_scene(scene_dir)
     return SceneFeatures(scene.name, embed_scene(model, scene, max_points, seed, k), scene.segment20)
+
+
+def embed_split(model, scenes: list[Path], max_points: int | None, seed: int, desc: str,
+                labelled_per_scene: int | None = None,
+                progress: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Features and labels of each scene of a split: two lists of (N_i, C) float32 and (N_i,) int64 arrays.
+
+    With ``labelled_per_scene``, each scene keeps only its labelled points, at most that many (a random subset
+    seeded by ``seed`` and the scene's position), which bounds the memory of the cached training set.
+    """
+    from tqdm import tqdm
+
+    feats, labels = [], []
+    for i, scene_dir in enumerate(tqdm(scenes, desc=desc, unit="scene", disable=not progress)):
+        sf = extract_point_features(model, scene_dir, max_points=max_points, seed=seed)
+        x, y = sf.features, sf.labels
+        if labelled_per_scene is not None:
+            keep = np.flatnonzero(y != IGNORE_INDEX)
+            if len(keep) > labelled_per_scene:
+                keep = np.sort(np.random.default_rng([seed, i]).choice(keep, labelled_per_scene, replace=False))
+            x, y = x[keep], y[keep]
+        feats.append(x)
+        labels.append(y)
+    return feats, labels

@@ -1,150 +1,29 @@
-"""ScanNet's files besides the ``.sens``: label table, segments, aggregation, split lists, scene folders.
+"""ScanNet's scene folders and their annotation files besides the ``.sens`` and the label table.
 
-- ``scannetv2-labels.combined.tsv``: one row per raw category, mapping it to an NYU40 id (and other vocabularies).
 - ``<scene>_vh_clean_2.0.010000.segs.json``: ``segIndices``, the over-segment id of each mesh vertex.
 - ``<scene>.aggregation.json``: ``segGroups``, the annotated objects, each a set of segments with a raw label.
-- ``scannetv2_{train,val}.txt``: one scene name a line.
+- ``<scene>.txt``: the scene meta (``key = value`` lines, ``axisAlignment``).
 - A scene folder (:class:`ScanNetScene`) with its mesh, labels, ``.sens`` and/or exported frames
   (``color/<i>.jpg``, ``depth/<i>.png``, ``pose/<i>.txt``, ``intrinsic/``), read as a FrameSource.
 
-Exported frames: a frame whose colour, depth or pose file is missing is yielded as ``FrameSkip("missing depth")``
-(etc.), one whose image does not decode as ``FrameSkip("unreadable color" | "unreadable depth")``, one whose pose is
-not finite as ``FrameSkip("invalid pose")``. Problems of the whole folder (missing intrinsics, 8-bit depth PNGs, no
-frames at all) raise FormatError / InputError.
+Elsewhere: the label table in :mod:`.label_table`, split lists in :mod:`.split_lists`, exported frames in
+:mod:`.scannet_export`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import logging
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from concerto3d.errors import FormatError, InputError
-from concerto3d.io.frames import (SKIP_MISSING_COLOR, SKIP_MISSING_DEPTH, SKIP_MISSING_POSE, FrameSkip, RGBDFrame,
-                                  check_step, load_frame)
-from concerto3d.io.geometry_files import read_intrinsics
-from concerto3d.io.images import check_depth_scale
+from concerto3d.io.label_table import LabelTable
 from concerto3d.io.paths import read_text_file
-from concerto3d.labels import NYU40_NAMES, nyu40_to_scannet20
-
-log = logging.getLogger(__name__)
-
-# the columns of ScanNet v2's scannetv2-labels.combined.tsv, in order
-LABEL_TABLE_COLUMNS: tuple[str, ...] = (
-    "id", "raw_category", "category", "count", "nyu40id", "eigen13id", "nyuClass", "nyu40class", "eigen13class",
-    "ModelNet40", "ModelNet10", "ShapeNetCore55", "synsetoffset", "wnsynsetid", "wnsynsetkey", "mpcat40",
-    "mpcat40index",
-)
-LABEL_TABLE_NAME = "scannetv2-labels.combined.tsv"
-
-
-# -- label table ------------------------------------------------------------------------------------------
-@dataclass
-class LabelTable:
-    """Raw category -> NYU40 id, from ScanNet's label table.
-
-    ``to_nyu40`` maps an unknown raw category to 0 (unannotated), logs one warning per category and counts every
-    such lookup in ``num_unknown``.
-    """
-
-    raw_to_nyu40: dict[str, int]
-    path: str | None = None
-    num_unknown: int = 0
-    unknown_categories: set[str] = field(default_factory=set)
-
-    def __len__(self) -> int:
-        return len(self.raw_to_nyu40)
-
-    def __contains__(self, raw: str) -> bool:
-        return raw in self.raw_to_nyu40
-
-    def to_nyu40(self, raw: str) -> int:
-        """NYU40 id of a raw category; 0 (with a warning, counted) when the table does not list it."""
-        nyu40 = self.raw_to_nyu40.get(raw)
-        if nyu40 is None:
-            self.num_unknown += 1
-            if raw not in self.unknown_categories:
-                self.unknown_categories.add(raw)
-                log.warning("%s: raw category %r is not in the label table; labelled 0 (unannotated)",
-                            self.path or "label table", raw)
-            return 0
-        return nyu40
-
-    def to_scannet20(self, raw: str) -> int:
-        """ScanNet-20 index (0..19) of a raw category, -1 when outside the 20 classes or unknown."""
-        return int(nyu40_to_scannet20(np.array([self.to_nyu40(raw)]))[0])
-
-
-def read_label_table(path: str | os.PathLike) -> LabelTable:
-    """Read ``scannetv2-labels.combined.tsv`` (tab-separated, header row; needs ``raw_category`` and ``nyu40id``).
-
-    Raises:
-        FormatError: empty file, missing columns, or an nyu40id that is not an integer in 0..40 (line named).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("label table not found", path)
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f, delimiter="\t"))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise FormatError(f"cannot read the label table ({type(err).__name__}: {err})", path) from None
-    if not rows or not any(cell.strip() for cell in rows[0]):
-        raise FormatError("label table is empty, expected a tab-separated header row", path)
-    header = [cell.strip() for cell in rows[0]]
-    missing = [c for c in ("raw_category", "nyu40id") if c not in header]
-    if missing:
-        raise FormatError(f"label table lacks the column(s) {missing}; header is {header[:8]}", path)
-    raw_col, nyu_col = header.index("raw_category"), header.index("nyu40id")
-    table: dict[str, int] = {}
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) <= max(raw_col, nyu_col):
-            raise FormatError(f"line {line_no} has {len(row)} columns, expected {len(header)}", path)
-        raw, value = row[raw_col].strip(), row[nyu_col].strip()
-        try:
-            nyu40 = int(value)
-        except ValueError:
-            raise FormatError(f"line {line_no}: nyu40id {value[:20]!r} is not an integer", path) from None
-        if not 0 <= nyu40 <= 40:
-            raise FormatError(f"line {line_no}: nyu40id {nyu40} outside 0..40", path)
-        table.setdefault(raw, nyu40)
-    return LabelTable(table, str(path))
-
-
-def write_label_table(path: str | os.PathLike, rows: Iterable[Mapping[str, object]]) -> None:
-    """Write a label table with ScanNet v2's 17 columns (:data:`LABEL_TABLE_COLUMNS`).
-
-    Args:
-        rows: mappings with at least ``raw_category`` and ``nyu40id``; missing columns are filled: ``id`` = row
-            number from 1, ``category`` = raw_category, ``count`` = 1, ``nyu40class`` = the NYU40 name, the rest
-            empty.
-    """
-    lines = ["\t".join(LABEL_TABLE_COLUMNS)]
-    for i, row in enumerate(rows, start=1):
-        unknown = set(row) - set(LABEL_TABLE_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown label table columns {sorted(unknown)}")
-        if "raw_category" not in row or "nyu40id" not in row:
-            raise ValueError(f"row {i}: raw_category and nyu40id are required, got {sorted(row)}")
-        nyu40 = int(row["nyu40id"])
-        if not 0 <= nyu40 <= 40:
-            raise ValueError(f"row {i}: nyu40id must be in 0..40, got {nyu40}")
-        filled = {"id": i, "category": row["raw_category"], "count": 1,
-                  "nyu40class": NYU40_NAMES[nyu40 - 1] if nyu40 else "unannotated", **row}
-        cells = [str(filled.get(c, "")) for c in LABEL_TABLE_COLUMNS]
-        if any(("\t" in c or "\n" in c) for c in cells):
-            raise ValueError(f"row {i}: values must not contain tabs or newlines: {cells}")
-        lines.append("\t".join(cells))
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+from concerto3d.io.scannet_export import ScanNetExportSource
 
 
 # -- segments and aggregation -----------------------------------------------------------------------------
@@ -259,32 +138,6 @@ def vertex_nyu40_from_aggregation(segs: np.ndarray, aggregation: Sequence[SegGro
     return out
 
 
-# -- split lists ------------------------------------------------------------------------------------------
-def read_split(path: str | os.PathLike) -> list[str]:
-    """Read a split list: one scene name a line (blank lines and ``#`` comments ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("split list not found", path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise FormatError(f"cannot read the split list ({type(err).__name__})", path) from None
-    names = [line.split("#", 1)[0].strip() for line in lines]
-    names = [n for n in names if n]
-    bad = [n for n in names if any(c.isspace() for c in n) or "/" in n]
-    if bad:
-        raise FormatError(f"split list lines must be single scene names, got {bad[0][:40]!r}", path)
-    return names
-
-
-def write_split(path: str | os.PathLike, names: Iterable[str]) -> None:
-    """Write a split list, one scene name a line."""
-    names = list(names)
-    for n in names:
-        if not n or any(c.isspace() for c in n) or "/" in n:
-            raise ValueError(f"scene names must be non-empty without spaces or '/', got {n!r}")
-    Path(path).write_text("".join(n + "\n" for n in names), encoding="utf-8")
-
 
 # -- scene meta -------------------------------------------------------------------------------------------
 def read_scene_meta(path: str | os.PathLike) -> dict[str, str]:
@@ -309,85 +162,6 @@ def axis_alignment(meta: Mapping[str, str]) -> np.ndarray:
         raise FormatError(f"axisAlignment needs 16 numbers, got {len(values)}")
     return np.asarray([float(v) for v in values], dtype=np.float64).reshape(4, 4)
 
-
-# -- exported frames --------------------------------------------------------------------------------------
-_NUMBER_STEM = re.compile(r"^(?:frame-)?0*(\d+)$")
-
-
-def _numbered_files(folder: Path, suffixes: tuple[str, ...]) -> dict[int, Path]:
-    """``<i>.<suffix>`` files of a folder by frame number (``0.jpg``, ``000010.jpg`` and ``frame-000010.jpg``)."""
-    files: dict[int, Path] = {}
-    if not folder.is_dir():
-        return files
-    for p in folder.iterdir():
-        m = _NUMBER_STEM.match(p.stem)
-        if m and p.suffix.lower() in suffixes:
-            files.setdefault(int(m.group(1)), p)
-    return files
-
-
-class ScanNetExportSource:
-    """A FrameSource over ScanNet's exported frames: ``color/<i>.jpg``, ``depth/<i>.png``, ``pose/<i>.txt`` and
-    ``intrinsic/intrinsic_{color,depth}.txt``.
-
-    Frame indices are the file numbers. Colour and depth may have different resolutions; each keeps its own
-    intrinsics. Missing or undecodable per-frame files give ``FrameSkip`` (counted in ``num_skipped``).
-
-    Args:
-        scene_dir: the scene folder holding ``color/``, ``depth/``, ``pose/`` and ``intrinsic/``.
-        depth_scale: raw depth units per metre (1000).
-        name: scene name (default: the folder name).
-    """
-
-    def __init__(self, scene_dir: str | os.PathLike, depth_scale: float = 1000.0, name: str | None = None):
-        self.root = Path(scene_dir)
-        if not self.root.is_dir():
-            raise InputError("scene folder not found", self.root)
-        self.name = name or self.root.name
-        self.depth_scale = check_depth_scale(depth_scale)
-        self._color = _numbered_files(self.root / "color", (".jpg", ".jpeg", ".png"))
-        self._depth = _numbered_files(self.root / "depth", (".png",))
-        self._pose = _numbered_files(self.root / "pose", (".txt",))
-        self.indices = sorted(set(self._color) | set(self._depth) | set(self._pose))
-        if not self.indices:
-            raise InputError("no exported frames: expected color/<i>.jpg, depth/<i>.png and pose/<i>.txt",
-                             self.root)
-        self.intrinsic_color = read_intrinsics(self._intrinsic_path("color"))
-        self.intrinsic_depth = read_intrinsics(self._intrinsic_path("depth"))
-        self.num_skipped = 0
-
-    def _intrinsic_path(self, kind: str) -> Path:
-        path = self.root / "intrinsic" / f"intrinsic_{kind}.txt"
-        if not path.is_file():
-            raise InputError(f"exported frames need intrinsic/intrinsic_{kind}.txt", path)
-        return path
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __repr__(self) -> str:
-        return f"ScanNetExportSource({str(self.root)!r}, frames={len(self)})"
-
-    def iter_frames(self, step: int = 1) -> Iterator[RGBDFrame | FrameSkip]:
-        """Yield ``RGBDFrame`` or ``FrameSkip`` for the frames whose file number ``% step == 0``."""
-        step = check_step(step)
-        self.num_skipped = 0
-        for index in self.indices:
-            if index % step:
-                continue
-            item = self._load(index)
-            if isinstance(item, FrameSkip):
-                self.num_skipped += 1
-                log.info("%s: frame %d skipped (%s)", self.name, index, item.reason)
-            yield item
-
-    def _load(self, index: int) -> RGBDFrame | FrameSkip:
-        for files, reason in ((self._color, SKIP_MISSING_COLOR), (self._depth, SKIP_MISSING_DEPTH),
-                              (self._pose, SKIP_MISSING_POSE)):
-            if index not in files:
-                return FrameSkip(index, reason)
-        return load_frame(index, self._color[index], self._depth[index], self._pose[index], "matrix",
-                          self.depth_scale, self.intrinsic_color, self.intrinsic_depth)
 
 
 # -- scene folders ----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +133,10 @@ class ConcertoModel(nn.Module):
 
     Args:
         cfg: a :class:`concerto3d.config.TrainConfig` (reads ``point_encoder``, ``image_encoder``, ``objective``).
+        resolve_backbone: ``f(pretrained_path) -> backbone | None``, called once while the image encoder is built:
+            the trainer passes ``concerto3d.inference.load_image_backbone``, so that ``image_encoder.pretrained_path``
+            may name a concerto3d run (this module opens no folder itself); None: the config's Hugging Face folder
+            or architecture only.
 
     Attributes:
         point_encoder: the student :class:`PointEncoder` (None for the ``2d`` objective).
@@ -144,7 +149,7 @@ class ConcertoModel(nn.Module):
         center: (K,) buffer, the DINO centre of the teacher logits.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, resolve_backbone: Callable[[str | None], nn.Module | None] | None = None):
         super().__init__()
         obj = cfg.objective
         self.kind = obj.kind
@@ -152,10 +157,15 @@ class ConcertoModel(nn.Module):
         if self.kind not in ("joint", "3d", "2d"):
             raise ValueError(f"ConcertoModel: objective kind must be joint, 3d or 2d, got {self.kind!r}")
         self.point_encoder = PointEncoder(cfg.point_encoder) if self.kind in ("joint", "3d") else None
-        self.image_encoder = ImageEncoder(cfg.image_encoder) if self.kind in ("joint", "2d") else None
+        self.image_encoder = None
+        if self.kind in ("joint", "2d"):
+            backbone = resolve_backbone(cfg.image_encoder.pretrained_path) if resolve_backbone is not None else None
+            encoder_cfg = cfg.image_encoder.following(cfg.data.image_size, cfg.data.patch_size)
+            self.image_encoder = ImageEncoder(encoder_cfg, backbone=backbone)
         self.frozen_image_target = bool(self.image_encoder is not None and cfg.image_encoder.pretrained_path
                                         and cfg.image_encoder.freeze)
-        if self.image_encoder is not None and self.image_encoder.patch_size != cfg.data.patch_size:
+        if (self.image_encoder is not None and cfg.data.patch_size is not None
+                and self.image_encoder.patch_size != cfg.data.patch_size):
             raise ValueError(f"ConcertoModel: data.patch_size={cfg.data.patch_size} differs from the image encoder's "
                              f"patch size {self.image_encoder.patch_size}")
         if self.kind == "2d" and cfg.image_encoder.freeze:

@@ -4,8 +4,10 @@ Two ways to build it, both without network access:
 
 * from scratch: a transformers ``ViTModel`` built from a small ``ViTConfig`` (trained jointly with the points);
 * from a local checkpoint folder (``pretrained_path``): any ViT-like model ``AutoModel.from_pretrained`` reads,
-  e.g. ViT or DINOv2 (with or without register tokens), or a concerto3d run that has an image encoder (the
-  ``2d`` objective's), usually frozen: Concerto's own recipe, a self-supervised 2D model as the cross-modal target.
+  e.g. ViT or DINOv2 (with or without register tokens), usually frozen: Concerto's own recipe, a self-supervised 2D
+  model as the cross-modal target;
+* around a given backbone (``ImageEncoder(config, backbone=...)``): how a concerto3d run's trained image encoder is
+  reused (``concerto3d.inference.load_image_backbone`` opens the run; this module never opens a concerto3d folder).
 
 Token layout of the last hidden state: ``[CLS, registers (R, often 0), patches (row-major)]``, so the token of
 patch (row, col) is ``1 + R + row * Wp + col``.
@@ -35,13 +37,15 @@ class ImageEncoderConfig:
     """Shape of the image encoder, or the local checkpoint it is loaded from.
 
     Attributes:
-        image_size: (H, W) of the input images, multiples of the patch size.
-        patch_size: ViT patch side in pixels (a pretrained model's own value wins).
+        image_size: (H, W) of the input images, multiples of the patch size; None (default) in a training config:
+            the data's (``data.image_size``, itself the preprocessed images' size unless set).
+        patch_size: ViT patch side in pixels (a pretrained model's own value wins); None: ``data.patch_size``.
         hidden_size: token width (from scratch only).
         num_layers: transformer blocks (from scratch only).
         num_heads: attention heads (from scratch only).
         mlp_ratio: MLP width / token width (from scratch only).
         pretrained_path: a local Hugging Face model folder (config.json + weights), a concerto3d run or model folder
+            (its backbone given by ``concerto3d.inference.load_image_backbone``)
             with an image encoder, or None to build from scratch.
         backbone_config: a Hugging Face config as a dict (``model.config.to_dict()``, with ``model_type``): the
             architecture is built from it with random weights, for reloading a saved encoder without its original
@@ -51,8 +55,8 @@ class ImageEncoderConfig:
         image_std: per-channel std of :meth:`ImageEncoder.normalize`.
     """
 
-    image_size: tuple[int, int] = (240, 320)
-    patch_size: int = 16
+    image_size: tuple[int, int] | None = None
+    patch_size: int | None = None
     hidden_size: int = 192
     num_layers: int = 4
     num_heads: int = 3
@@ -64,21 +68,32 @@ class ImageEncoderConfig:
     image_std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self):
-        self.image_size = tuple(int(s) for s in self.image_size)
+        if self.image_size is not None:
+            self.image_size = tuple(int(s) for s in self.image_size)
+            if len(self.image_size) != 2 or min(self.image_size) <= 0:
+                raise ValueError(f"ImageEncoderConfig: expected image_size (H, W) > 0, got {self.image_size}")
+        if self.patch_size is not None and self.patch_size < 1:
+            raise ValueError(f"ImageEncoderConfig: expected patch_size >= 1, got {self.patch_size}")
         self.image_mean = tuple(float(s) for s in self.image_mean)
         self.image_std = tuple(float(s) for s in self.image_std)
-        if len(self.image_size) != 2 or min(self.image_size) <= 0:
-            raise ValueError(f"ImageEncoderConfig: expected image_size (H, W) > 0, got {self.image_size}")
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
             raise ValueError(f"ImageEncoderConfig: expected 3 means and 3 positive stds, got {self.image_mean} "
                              f"and {self.image_std}")
         if self.pretrained_path is None and self.backbone_config is None:
-            if self.image_size[0] % self.patch_size or self.image_size[1] % self.patch_size:
+            if (self.image_size is not None and self.patch_size is not None
+                    and (self.image_size[0] % self.patch_size or self.image_size[1] % self.patch_size)):
                 raise ValueError(f"ImageEncoderConfig: image_size {self.image_size} is not a multiple of "
                                  f"patch_size {self.patch_size}")
             if self.hidden_size % self.num_heads:
                 raise ValueError(f"ImageEncoderConfig: hidden_size {self.hidden_size} is not a multiple of "
                                  f"num_heads {self.num_heads}")
+
+
+    def following(self, image_size: tuple[int, int] | None, patch_size: int | None) -> "ImageEncoderConfig":
+        """This config with its unset ``image_size`` / ``patch_size`` taken from the data's (``data.*``): the one
+        rule by which the image encoder follows the data it reads."""
+        return dataclasses.replace(self, image_size=self.image_size if self.image_size is not None else image_size,
+                                   patch_size=self.patch_size if self.patch_size is not None else patch_size)
 
 
 @dataclass
@@ -97,6 +112,9 @@ class ImageEncoderOutput:
 def _vit_from_scratch(cfg: ImageEncoderConfig) -> nn.Module:
     from transformers import ViTConfig, ViTModel
 
+    if cfg.image_size is None or cfg.patch_size is None:
+        raise ValueError("ImageEncoderConfig: a ViT built from scratch needs image_size and patch_size (a training "
+                         "config takes them from the data: concerto3d.config.with_data_geometry)")
     vit_config = ViTConfig(
         image_size=list(cfg.image_size), patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
@@ -116,34 +134,13 @@ def _from_config_dict(config: dict) -> nn.Module:
 def _load_pretrained(path: str) -> nn.Module:
     from transformers import AutoModel
 
-    own = _own_model_folder(path)
-    if own is not None:  # a concerto3d run (e.g. of the 2d objective): its trained image encoder's backbone
-        from concerto3d.models.pretrained import load_model
-
-        encoder = load_model(own).image_encoder
-        if encoder is None:
-            raise InputError("this concerto3d model has no image encoder (a 3d run?)", path)
-        return encoder.backbone
     if not os.path.isfile(os.path.join(path, "config.json")):
-        raise InputError("expected a Hugging Face model folder with a config.json, or a concerto3d run", path)
+        raise InputError("expected a Hugging Face model folder with a config.json", path)
     try:
         return AutoModel.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
-        raise InputError(f"cannot load the image encoder: {err}", path) from err
-
-
-def _own_model_folder(path: str) -> str | None:
-    """``path`` or ``path/model`` when it is a concerto3d model folder (config.json with a ``format`` key)."""
-    for folder in (os.path.join(path, "model"), path):
-        config = os.path.join(folder, "config.json")
-        if os.path.isfile(config):
-            try:
-                with open(config) as fh:
-                    meta = json.load(fh)
-            except (OSError, ValueError):
-                return None
-            return folder if isinstance(meta, dict) and "format" in meta and "image_encoder" in meta else None
-    return None
+        raise InputError(f"cannot load the image encoder as a Hugging Face model ({err}); a concerto3d run is "
+                         "loaded with concerto3d.inference.load_image_encoder", path) from err
 
 
 class ImageEncoder(nn.Module):
@@ -151,6 +148,8 @@ class ImageEncoder(nn.Module):
 
     Args:
         config: an :class:`ImageEncoderConfig` (the defaults when None).
+        backbone: a Hugging Face vision model to wrap instead of building or loading one from ``config`` (its
+            ``config.patch_size``, ``hidden_size`` and ``image_size`` are read).
 
     Shapes:
         images: (B, 3, H, W) float, normalised with :meth:`normalize`; H, W multiples of ``patch_size``.
@@ -160,11 +159,13 @@ class ImageEncoder(nn.Module):
         hidden_size: C; patch_size: p; num_register_tokens: R (tokens between CLS and the patches).
     """
 
-    def __init__(self, config: ImageEncoderConfig | None = None):
+    def __init__(self, config: ImageEncoderConfig | None = None, backbone: nn.Module | None = None):
         super().__init__()
         cfg = config if config is not None else ImageEncoderConfig()
         self.config = cfg
-        if cfg.pretrained_path:
+        if backbone is not None:
+            self.backbone = backbone
+        elif cfg.pretrained_path:
             self.backbone = _load_pretrained(cfg.pretrained_path)
         elif cfg.backbone_config is not None:
             self.backbone = _from_config_dict(cfg.backbone_config)

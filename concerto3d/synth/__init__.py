@@ -2,7 +2,10 @@
 
 - :mod:`.boxes`: oriented boxes and their overlap test (pure maths).
 - :mod:`.materials`: palettes, procedural textures, Lambertian shading.
-- :mod:`.scene`: room layouts with furniture (:func:`sample_scene`).
+- :mod:`.scene`: the scene's data model (``Scene``, ``SceneObject``, ``Part``, ``CATEGORY_NYU40``).
+- :mod:`.furniture`: furniture builders, boxes in an object's local frame.
+- :mod:`.layout`: free-space checks and candidate poses for placing furniture.
+- :mod:`.room`: room sampling (:func:`sample_scene`).
 - :mod:`.mesh`: dense, coloured, annotated meshes (:func:`build_mesh`).
 - :mod:`.render`: colour and Kinect-like depth frames with Open3D's ray caster, camera paths.
 - :mod:`.writer`: :func:`generate_dataset`, which writes it all through ``concerto3d.io``.

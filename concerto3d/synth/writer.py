@@ -2,14 +2,13 @@
 
 Each scene is drawn from its own generator seeded with ``(seed, scene index)``, so a dataset is the same byte for
 byte whatever the number of workers, and scene k is the same whatever the number of scenes. A scene folder appears
-only when complete: it is written under ``scans/.tmp-<scene>-<pid>`` and renamed.
+only when complete: it is written under a hidden temporary name and renamed (``io.atomic.atomic_folder``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
@@ -17,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from concerto3d.io.atomic import atomic_folder
 from concerto3d.synth.mesh import DenseMesh, build_mesh
 from concerto3d.synth.render import Renderer, camera_path, scannet_intrinsics
-from concerto3d.synth.scene import CATEGORY_NYU40, Scene, sample_scene
+from concerto3d.synth.room import sample_scene
+from concerto3d.synth.scene import CATEGORY_NYU40, Scene
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +108,8 @@ def generate_scene(scans: str | os.PathLike, index: int, seed: int, num_frames: 
     poses = camera_path(scene, num_frames, rng)
 
     scans = Path(scans)
-    tmp = scans / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with atomic_folder(scans / name) as tmp:  # never leave a half-written scene for a reader to find
         render_seconds = _write_scene(tmp, name, scene, mesh, renderer, poses, seed, index, color_size, depth_size)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written scene for a reader to find
-        raise
-    final = scans / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
     return {"name": name, "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
             "frames": int(len(poses)), "categories": sorted({o.category for o in scene.objects}),
             "dropped": list(scene.dropped), "render_seconds": render_seconds,

@@ -21,7 +21,6 @@ import logging
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from concerto3d.errors import FormatError
+from concerto3d.io.atomic import atomic_write, atomic_write_text
 from concerto3d.io.paths import output_write_error
 
 logger = logging.getLogger(__name__)
@@ -67,33 +67,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not possible on some platforms (Windows); the file itself was fsync'ed
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any], step: int, keep: int = 2) -> Path:
     """Write ``state`` as the checkpoint of ``step`` atomically, then delete all but the newest ``keep`` checkpoints.
 
@@ -111,22 +84,15 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any], step: int
         raise ValueError(f"keep must be >= 1, got {keep}")
     final = checkpoint_path(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _atomic_write_text(final.with_name(final.name + ".sha256"), _sha256(Path(tmp)) + "\n")
-        os.replace(tmp, final)
+        atomic_write(final, lambda fh: torch.save(state, fh),
+                     before_rename=lambda tmp: atomic_write_text(final.with_name(final.name + ".sha256"),
+                                                                 _sha256(tmp) + "\n"))
     except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         full = output_write_error(err, final, "checkpoint")  # a full disk: one line, the older checkpoints kept
         if full is not None:
             raise full from None
         raise
-    _fsync_dir(final.parent)
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
         old.with_name(old.name + ".sha256").unlink(missing_ok=True)

@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "select_device", "all_reduce_mean",
+__all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "all_reduce_mean",
            "all_reduce_max", "all_gather_object", "broadcast_object", "barrier", "state_digest"]
 
 
@@ -37,18 +37,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def select_device(requested: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is an error. Under DDP, GPU ``local_rank``."""
-    if requested not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {requested!r}")
-    if requested == "cuda" and not torch.cuda.is_available():
-        from concerto3d.errors import InputError
-        raise InputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
 def init_distributed(device: torch.device) -> DistInfo:

@@ -7,11 +7,14 @@ run first drops the rows at or after the step it resumes from, so the file reads
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
 from pathlib import Path
 from typing import Mapping
+
+from concerto3d.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +59,11 @@ class MetricsLogger:
             reader = csv.DictReader(fh)
             self._columns = reader.fieldnames
             rows = [r for r in reader if int(r["step"]) < resume_step]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self._columns)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=self._columns)
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(self.path, text.getvalue())
 
     def log_text(self, tag: str, text: str) -> None:
         """A block of text (the merged config, the transforms) in TensorBoard's text tab."""

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from concerto3d.config import TrainConfig, to_dict, to_yaml
+from concerto3d.config import TrainConfig, to_dict, to_yaml, with_data_geometry
+from concerto3d.device import resolve_device
 from concerto3d.errors import InputError
 from concerto3d.io.paths import ensure_output_dir
 from concerto3d.training import distributed as ddp
@@ -213,17 +214,18 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
 
     from concerto3d.data.dataset import SceneDataset
     from concerto3d.models.concerto import ConcertoModel, StepState
-    from concerto3d.models.pretrained import save_model
+    from concerto3d.inference import load_image_backbone, save_model
 
     run_dir = ensure_output_dir(run_dir, "run folder")  # unwritable: fail before data and model are built
-    device = ddp.select_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    cfg = with_data_geometry(cfg, data_root)  # image and patch size: the data's unless set
+    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = ddp.init_distributed(device)
     try:
         # -- setup ---------------------------------------------------------------------------------------------
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
         dataset = SceneDataset(data_root, split=cfg.split, config=cfg.data)
         _check_data(dataset, cfg, info)
-        model = ConcertoModel(cfg).to(device)
+        model = ConcertoModel(cfg, resolve_backbone=load_image_backbone).to(device)
         optimizer = build_optimizer(model, cfg.optim)
         schedules = build_schedules(cfg.optim, cfg.steps)
         state = _resume_state(run_dir, resume)

@@ -59,22 +59,17 @@ def _parse_size(text: str) -> tuple[int, int]:
 def load_frame(scene_dir: Path, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Frame K of a preprocessed scene: image (H, W, 3) uint8, camera_to_world (4, 4), intrinsics (3, 3) of the
     resized image, and the correspondences of that frame: pixels (M, 2) int (u, v), point indices (M,) int."""
-    from PIL import Image
+    from concerto3d.data.scene import frame_cameras, image_path, load_correspondences, read_image
 
-    path = scene_dir / "correspondences.npy"
-    if not path.is_file():
-        raise InputError("missing file; --frame needs the scene's correspondences", path)
-    corr = np.load(path, allow_pickle=False)
-    if corr.ndim != 2 or corr.shape[1] != 4:
-        raise FormatError(f"expected (M, 4) rows (k, u, v, point), got shape {corr.shape}", path)
-    poses = np.load(scene_dir / "poses.npy", allow_pickle=False)
-    intrinsics = np.load(scene_dir / "intrinsics.npy", allow_pickle=False)
+    if not (scene_dir / "correspondences.npy").is_file():
+        raise InputError("missing file; --frame needs the scene's correspondences", scene_dir / "correspondences.npy")
+    corr = load_correspondences(scene_dir)
+    poses, intrinsics = frame_cameras(scene_dir)
     if not 0 <= k < len(poses):
         raise InputError(f"--frame {k}: the scene keeps frames 0..{len(poses) - 1}", scene_dir)
-    image_path = scene_dir / "images" / f"{k:06d}.jpg"
-    if not image_path.is_file():
-        raise InputError("missing image of --frame", image_path)
-    image = np.asarray(Image.open(image_path).convert("RGB"))
+    if not image_path(scene_dir, k).is_file():
+        raise InputError("missing image of --frame", image_path(scene_dir, k))
+    image, _ = read_image(image_path(scene_dir, k))
     rows = corr[corr[:, 0] == k]
     return image, poses[k].astype(np.float64), intrinsics[k].astype(np.float64), rows[:, 1:3], rows[:, 3]
 
@@ -267,7 +262,8 @@ def interactive_view(coord, normal, features, colorings: dict[str, np.ndarray], 
 
 
 def run(args: argparse.Namespace) -> int:
-    from concerto3d.evaluation.features import embed_scene, load_scene
+    from concerto3d.data.scene import load_scene
+    from concerto3d.evaluation.features import embed_scene
     from concerto3d.visualization.panel import default_query_index, feature_panel, label_colors
     from concerto3d.visualization.pca import pca_colors, similarity_colors
 
@@ -295,8 +291,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.out or args.ply or args.interactive):
         return 0
 
-    from concerto3d.evaluation.probe_command import resolve_device
-    from concerto3d.models.pretrained import load_model
+    from concerto3d.device import resolve_device
+    from concerto3d.inference import load_model
 
     model = load_model(args.model, device=resolve_device(args.device))
     features = embed_scene(model, scene, max_points=args.max_points)

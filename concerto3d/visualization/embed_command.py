@@ -6,7 +6,7 @@ normals were dropped. The trained point encoder embeds the cloud in spatial tile
 points (``PretrainedModel.embed``), so memory stays bounded whatever the cloud's size, and FEATURES.npy holds one
 float32 row per input point, in the input's order: shape (N, C).
 
-Python API: ``load_model(RUN).embed(points, colors=None, normals=None)`` (``concerto3d.models.pretrained``).
+Python API: ``load_model(RUN).embed(points, colors=None, normals=None)`` (``concerto3d.inference``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from concerto3d.models.pretrained import DEFAULT_TILE_MARGIN, DEFAULT_TILE_POINTS
+    from concerto3d.inference import DEFAULT_TILE_MARGIN, DEFAULT_TILE_POINTS
 
     parser.add_argument("input", metavar="INPUT", help="point cloud: .ply, .pcd, .xyz/.txt/.pts, .xyzn, .xyzrgb")
     parser.add_argument("--model", metavar="RUN", required=True, help="trained run folder (RUN/model/...)")
@@ -53,9 +53,9 @@ def check_arguments(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from concerto3d.evaluation.probe_command import resolve_device
+    from concerto3d.device import resolve_device
     from concerto3d.io.ply import read_point_cloud
-    from concerto3d.models.pretrained import load_model
+    from concerto3d.inference import load_model
 
     out = check_arguments(args)
     device = resolve_device(args.device)

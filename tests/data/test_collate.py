@@ -8,7 +8,7 @@ from fake_scenes import make_fake_root
 from concerto3d.data.collate import (FEATURE_CHANNELS, CropSample, PointView, TrainBatch, collate_scenes,
                                      feature_channels, make_view, point_features)
 from concerto3d.data.dataset import DataConfig, SceneDataset
-from concerto3d.data.transforms import PointCloud
+from concerto3d.data.point_cloud import PointCloud
 
 
 def hand_sample(n, f, m, seed, h=32, w=48) -> CropSample:

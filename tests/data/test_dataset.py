@@ -33,11 +33,12 @@ def test_splits_and_scene_discovery(root, tmp_path):
     assert SceneDataset(root, "train", DataConfig(**SMALL)).scenes == ["scene0000_00"]
     assert SceneDataset(root, "val", DataConfig(**SMALL)).scenes == ["scene0001_00"]
     assert SceneDataset(root, None, DataConfig(**SMALL)).scenes == ["scene0000_00", "scene0001_00"]
-    assert len(SceneDataset(root, "test", DataConfig(**SMALL))) == 2  # no splits/test.txt: every scene
+    with pytest.raises(InputError, match="test.txt: missing split list"):  # a split is its list, or an error
+        SceneDataset(root, "test", DataConfig(**SMALL))
     assert len(SceneDataset(root, None, DataConfig(**SMALL, loop=3))) == 6
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "train.txt").write_text("scene_missing\n")
-    with pytest.raises(InputError, match="train.txt: expected preprocessed folders of the 1 listed scene"):
+    with pytest.raises(InputError, match="train.txt: lists 1 scene.* with no preprocessed folder"):
         SceneDataset(tmp_path, "train")
     with pytest.raises(InputError, match="expected a folder"):
         SceneDataset(tmp_path / "nowhere")
@@ -174,9 +175,12 @@ def test_bad_scene_folders_name_the_file(tmp_path, caplog):
     make_fake_scene(tmp_path / "b", n_points=30, n_frames=1)
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "train.txt").write_text("a\nb\nnot_preprocessed\n")
+    with pytest.raises(InputError, match="e.g. 'not_preprocessed'"):
+        SceneDataset(tmp_path, "train", DataConfig(**SMALL))
+    (tmp_path / "splits" / "train.txt").write_text("a\nb\n")
     with caplog.at_level(logging.WARNING):
         ds = SceneDataset(tmp_path, "train", DataConfig(**SMALL))
-    assert ds.scenes == ["a"] and "skipping scene b" in caplog.text and "not_preprocessed" in caplog.text
+    assert ds.scenes == ["a"] and "skipping scene b" in caplog.text
     np.save(tmp_path / "a" / "correspondences.npy", np.zeros((5, 3), np.int32))
     with pytest.raises(FormatError, match=r"a/correspondences.npy: expected an array of shape \(\*, 4\)"):
         ds[0]
@@ -193,7 +197,8 @@ def test_bad_scene_folders_name_the_file(tmp_path, caplog):
 
 def test_config_checks():
     with pytest.raises(ValueError, match="multiples of patch_size"):
-        DataConfig(image_size=(100, 320))
+        DataConfig(image_size=(100, 320), patch_size=16)
+    assert DataConfig(image_size=(100, 320)).patch_size is None  # None: the data's, filled in by the dataset
     with pytest.raises(ValueError, match="min_points <= max_points"):
         DataConfig(max_points=10, min_points=20)
     assert DataConfig(image_size=[240, 320]).image_size == (240, 320)

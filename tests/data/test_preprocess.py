@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 from concerto3d.data.correspondence import scale_intrinsics_to_size
-from concerto3d.data.preprocess import MeshInput, PreprocessOptions, clean_stale_tmp, preprocess, process_scene
+from concerto3d.data.preprocess import clean_stale_tmp, preprocess
+from concerto3d.data.preprocess_options import PreprocessOptions
+from concerto3d.data.scene_builder import MeshInput, process_scene
 from concerto3d.errors import InputError
 from rgbd_scenes import (
     OCCLUDER, ROOM_HI, ROOM_LO, FakeFrameSource, room_mesh, room_poses, write_7scenes_folder, write_scannet_scene,
@@ -181,7 +183,8 @@ def test_bad_scenes_are_skipped_with_a_reason_and_the_others_go_on(tmp_path):
     assert "truncated" in summary["skipped"]["scene0001_00"] and "scene0001_00.sens" in summary["skipped"][
         "scene0001_00"]
     assert "no usable frames" in summary["skipped"]["scene0002_00"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene0000_00", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene0000_00", "splits", "summary.json"]
+    assert (tmp_path / "out" / "splits" / "train.txt").read_text() == "scene0000_00\n"  # the skipped ones left out
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["skipped"] == summary["skipped"] and "this_run" not in written
 
@@ -207,6 +210,56 @@ def test_cli_reports_bad_arguments_in_one_line(tmp_path):
     with pytest.raises(SystemExit):
         main(["preprocess", str(scans), str(tmp_path / "o"), "--image-size", "big"])
     assert main(["preprocess", str(tmp_path / "nowhere"), str(tmp_path / "o")]) == 2
+
+
+def test_an_input_without_split_lists_gets_a_train_list_of_its_scenes(tmp_path):
+    from concerto3d.data.scene import split_scenes
+
+    for name in ("seq-02", "seq-01"):
+        write_7scenes_folder(tmp_path / "in" / name, room_poses(2))
+    preprocess(tmp_path / "in", tmp_path / "out", frame_skip=1, voxel=0.1, progress=False, **SMALL)
+    assert sorted(p.name for p in (tmp_path / "out" / "splits").iterdir()) == ["train.txt"]  # no val list
+    assert (tmp_path / "out" / "splits" / "train.txt").read_text() == "seq-01\nseq-02\n"
+    assert [p.name for p in split_scenes(tmp_path / "out", "train")] == ["seq-01", "seq-02"]
+    # a single scene folder as the input: the same
+    preprocess(tmp_path / "in" / "seq-02", tmp_path / "one", frame_skip=1, voxel=0.1, progress=False, **SMALL)
+    assert (tmp_path / "one" / "splits" / "train.txt").read_text() == "seq-02\n"
+
+
+def test_the_input_split_lists_are_copied_keeping_the_written_scenes(tmp_path):
+    scans = tmp_path / "scans"
+    for i in range(3):
+        write_scannet_scene(scans, f"scene{i:04d}_00", room_poses(1, seed=i))
+    (scans / "scannetv2_train.txt").write_text("scene0002_00\nscene0000_00\nscene9999_00\n")
+    (scans / "scannetv2_val.txt").write_text("scene0001_00\n")
+    preprocess(scans, tmp_path / "out", frame_skip=1, voxel=0.1, progress=False, **SMALL)
+    splits = tmp_path / "out" / "splits"
+    assert sorted(p.name for p in splits.iterdir()) == ["train.txt", "val.txt"]
+    assert splits.joinpath("train.txt").read_text() == "scene0002_00\nscene0000_00\n"  # the list's order
+    assert splits.joinpath("val.txt").read_text() == "scene0001_00\n"
+
+
+def test_a_scene_name_that_a_split_list_cannot_hold_is_refused_before_any_work(tmp_path):
+    write_7scenes_folder(tmp_path / "in" / "seq 01", room_poses(1))
+    with pytest.raises(InputError, match="without spaces"):
+        preprocess(tmp_path / "in", tmp_path / "out", frame_skip=1, progress=False, **SMALL)
+    assert not (tmp_path / "out").exists()
+
+
+def test_options_have_one_source_of_defaults(tmp_path):
+    import argparse
+
+    from concerto3d.data import command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["scans", "out"])
+    default = PreprocessOptions()
+    assert (args.frame_skip, args.voxel, args.image_size, args.patch_size, args.max_frames, args.abs_tol,
+            args.rel_tol) == (default.frame_skip, default.voxel, default.image_size, default.patch_size,
+                              default.max_frames, default.abs_tol, default.rel_tol)
+    with pytest.raises(TypeError, match="frame_skipp"):
+        preprocess(tmp_path, tmp_path / "out", frame_skipp=1)
 
 
 def test_stale_temporary_folders_are_removed_and_live_ones_kept(tmp_path):

@@ -18,7 +18,8 @@ from PIL import Image
 
 import concerto3d.io.sens as sens
 from concerto3d.data.correspondence import scale_intrinsics_to_size
-from concerto3d.data.preprocess import _resize_color, preprocess
+from concerto3d.data.preprocess import preprocess
+from concerto3d.data.scene_builder import _resize_color
 from concerto3d.io.images import decode_color_bytes, decode_color_bytes_reduced, encode_color_jpeg
 from concerto3d.io.sens import reduced_intrinsics
 from rgbd_scenes import room_poses, write_scannet_scene

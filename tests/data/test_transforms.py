@@ -9,9 +9,10 @@ import torch
 from concerto3d.data.dataset import DataConfig, build_image_transforms, build_point_transforms
 from concerto3d.data.image_transforms import (IMAGENET_MEAN, ImageColorJitter, ImageGaussianBlur, ImageGrayscale,
                                               Normalize, denormalize, gaussian_blur, to_float_image)
-from concerto3d.data.transforms import (ColorDrop, ColorJitter, Compose, ElasticDistortion, GridSample, NormalDrop,
-                                        PointCloud, RandomCrop, RandomFlip, RandomJitter, RandomRotateZ, RandomScale,
-                                        RandomTilt, voxel_keys)
+from concerto3d.data.compose import Compose
+from concerto3d.data.point_cloud import PointCloud, voxel_keys
+from concerto3d.data.transforms import (ColorDrop, ColorJitter, ElasticDistortion, GridSample, NormalDrop, RandomCrop,
+                                        RandomFlip, RandomJitter, RandomRotateZ, RandomScale, RandomTilt)
 
 
 def make_cloud(n=500, seed=0) -> PointCloud:

@@ -1,8 +1,12 @@
+"""Image patch features onto points: the maths by hand, then one scene's photos through a real image encoder."""
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from concerto3d.evaluation.lifting import lift_patch_features
+from concerto3d.errors import InputError
+from concerto3d.evaluation.lifting import lift_patch_features, lift_scene_features, lift_split
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -63,3 +67,54 @@ def test_bad_shapes_are_rejected():
         lift_patch_features(GRID, CORR[:, :3], 5, P)
     with pytest.raises(ValueError, match=r"\(M, 4\)"):
         lift_patch_features(GRID, CORR.astype(float), 5, P)
+
+
+def _tiny_encoder():
+    from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
+
+    torch.manual_seed(0)
+    return ImageEncoder(ImageEncoderConfig(image_size=(32, 48), patch_size=16, hidden_size=16, num_layers=1,
+                                           num_heads=2))  # the tiny scenes' 32 x 48 photos (conftest.py)
+
+
+def test_lift_scene_features_averages_the_patches_that_see_each_point(tiny_data):
+    encoder = _tiny_encoder()
+    scene = tiny_data / "scene0003_00"
+    lifted = lift_scene_features(encoder, scene, image_batch=1)
+
+    images = np.stack([np.asarray(Image.open(scene / "images" / f"{k:06d}.jpg").convert("RGB")) for k in (0, 1)])
+    with torch.no_grad():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        grid = encoder(encoder.normalize(x)).patch_grid.numpy()
+    corr = np.load(scene / "correspondences.npy")
+    expected = np.zeros((400, 16), np.float32)
+    for p in (0, 5, 250, 399):
+        rows = corr[corr[:, 3] == p]
+        if len(rows):
+            expected[p] = np.mean([grid[k, v // 16, u // 16] for k, u, v, _ in rows], axis=0)
+        np.testing.assert_allclose(lifted.features[p], expected[p], rtol=1e-4, atol=1e-5)
+        assert lifted.seen[p] == (len(rows) > 0)
+    assert (lifted.features[~lifted.seen] == 0).all()
+    assert np.array_equal(lifted.labels, np.load(scene / "segment20.npy"))
+
+
+def test_lift_split_lifts_every_scene_of_the_list_and_counts_the_unseen_points(tiny_data):
+    out = lift_split(_tiny_encoder(), tiny_data, "train", image_batch=2, progress=False)
+    assert len(out.features) == len(out.labels) == 3 and out.features[0].shape == (400, 16)
+    unseen = sum(int((np.abs(x).sum(axis=1) == 0).sum()) for x in out.features)
+    assert out.counts["points"] == 1200 and out.counts["unseen"] == unseen
+    labelled = sum(int((y != -1).sum()) for y in out.labels)
+    assert out.counts["labelled"] == labelled and 0 <= out.counts["labelled_unseen"] <= out.counts["unseen"]
+
+
+def test_a_scene_without_its_photo_or_correspondences_is_a_one_line_error(tiny_data, tmp_path):
+    import shutil
+
+    scene = tmp_path / "scene"
+    shutil.copytree(tiny_data / "scene0000_00", scene)
+    (scene / "images" / "000001.jpg").unlink()
+    with pytest.raises(InputError, match="000001.jpg"):
+        lift_scene_features(_tiny_encoder(), scene)
+    (scene / "correspondences.npy").unlink()
+    with pytest.raises(InputError, match="correspondences.npy"):
+        lift_scene_features(_tiny_encoder(), scene)

@@ -9,10 +9,12 @@ from concerto3d.errors import FormatError, InputError
 from concerto3d.io.frames import FrameSkip, RGBDFrame
 from concerto3d.io.geometry_files import write_matrix
 from concerto3d.io.images import write_color_jpeg, write_depth_png
-from concerto3d.io.scannet import (LABEL_TABLE_COLUMNS, ScanNetExportSource, ScanNetScene, SegGroup,
-                                   find_scannet_scenes, instance_ids, read_aggregation_json, read_label_table,
-                                   read_segs_json, read_split, vertex_nyu40_from_aggregation, write_aggregation_json,
-                                   write_label_table, write_segs_json, write_split)
+from concerto3d.io.label_table import LABEL_TABLE_COLUMNS, read_label_table, write_label_table
+from concerto3d.io.scannet import (ScanNetScene, SegGroup, find_scannet_scenes, instance_ids, read_aggregation_json,
+                                   read_segs_json, vertex_nyu40_from_aggregation, write_aggregation_json,
+                                   write_segs_json)
+from concerto3d.io.scannet_export import ScanNetExportSource
+from concerto3d.io.split_lists import read_split, write_split
 
 
 def test_label_table_round_trip_and_unknown_category(tmp_path, caplog):

@@ -11,7 +11,7 @@ from concerto3d.models.heads import ProjectionHead
 from concerto3d.training.ema import ema_update
 
 TINY = [
-    "data.image_size=[32, 48]", "image_encoder.image_size=[32, 48]", "image_encoder.hidden_size=32",
+    "data.image_size=[32, 48]", "data.patch_size=16", "image_encoder.image_size=[32, 48]", "image_encoder.hidden_size=32",
     "image_encoder.num_layers=1", "image_encoder.num_heads=2", "point_encoder.ratios=[0.25, 0.25]",
     "point_encoder.radii=[0.3, 0.6]", "point_encoder.sa_channels=[16, 32]", "point_encoder.global_channels=32",
     "point_encoder.fp_channels=[32]", "point_encoder.out_channels=32", "point_encoder.max_neighbors=16",

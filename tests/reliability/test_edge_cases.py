@@ -86,7 +86,7 @@ def test_a_folder_without_usable_frames_is_a_one_line_error_with_the_reason(tmp_
 
 
 def test_a_raw_category_missing_from_the_label_table_maps_to_0_with_one_warning(tmp_path, caplog):
-    from concerto3d.io.scannet import read_label_table, write_label_table
+    from concerto3d.io.label_table import read_label_table, write_label_table
 
     write_label_table(tmp_path / "labels.tsv", [{"raw_category": "chair", "nyu40id": 5}])
     table = read_label_table(tmp_path / "labels.tsv")

@@ -13,10 +13,11 @@ from concerto3d.errors import Concerto3DError
 from concerto3d.io.frames import FrameSkip, RGBDFrame, is_valid_pose
 from concerto3d.io.geometry_files import read_intrinsics, read_pose, write_matrix
 from concerto3d.io.images import write_color_png, write_depth_png
+from concerto3d.io.label_table import read_label_table, write_label_table
 from concerto3d.io.ply import (Mesh, read_mesh_ply, read_point_cloud, read_vertex_labels_ply, write_labels_ply,
                                write_mesh_ply)
 from concerto3d.io.rgbd_folder import RGBDFolderSource
-from concerto3d.io.scannet import read_aggregation_json, read_label_table, read_segs_json, write_label_table
+from concerto3d.io.scannet import read_aggregation_json, read_segs_json
 from concerto3d.io.sens import SensFrameSource, SensWriter
 from fuzzing import DAMAGE, FUZZ, TEXT_DAMAGE, check_own_error, damage_bytes, damage_text, time_limit
 

@@ -14,7 +14,7 @@ from concerto3d.io import (SensReader, instance_ids, read_aggregation_json, read
 from concerto3d.io.scannet import ScanNetScene, read_scene_meta  # noqa: E402
 from concerto3d.labels import nyu40_to_scannet20  # noqa: E402
 from concerto3d.synth import generate_dataset  # noqa: E402
-from concerto3d.synth.scene import sample_scene  # noqa: E402
+from concerto3d.synth.room import sample_scene  # noqa: E402
 
 COLOR, DEPTH, FRAMES, SEED = (160, 120), (80, 60), 3, 11
 

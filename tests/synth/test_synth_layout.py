@@ -10,7 +10,7 @@ from concerto3d.synth.boxes import OrientedBox, boxes_overlap, rectangles_overla
 from concerto3d.synth.materials import (MESH_COLOR_FOOTPRINT, PANEL_PALETTE, Material, MaterialTable, Pattern,
                                         evaluate_albedo, sample_material)
 from concerto3d.synth.mesh import build_mesh, face_grid
-from concerto3d.synth.scene import sample_scene
+from concerto3d.synth.room import sample_scene
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ pytest.importorskip("open3d")
 
 from concerto3d.synth.mesh import build_mesh  # noqa: E402
 from concerto3d.synth.render import DepthNoise, Renderer, camera_path, look_at, scannet_intrinsics  # noqa: E402
-from concerto3d.synth.scene import sample_scene  # noqa: E402
+from concerto3d.synth.room import sample_scene  # noqa: E402
 
 COLOR_SIZE, DEPTH_SIZE = (160, 120), (80, 60)
 

@@ -9,7 +9,7 @@ import torch
 
 from concerto3d.cli import main
 from concerto3d.errors import InputError
-from concerto3d.models.pretrained import load_model
+from concerto3d.inference import load_model
 from concerto3d.training.checkpoint import list_checkpoints, load_latest_checkpoint
 from concerto3d.training.logging import read_metrics
 from concerto3d.training.trainer import batch_indices, build_optimizer, train

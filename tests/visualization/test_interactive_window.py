@@ -31,9 +31,9 @@ class StandIn:
         self.point_encoder = torch.nn.Linear(3, 3)
     def embed(self, points, colors=None, normals=None):
         return np.concatenate([points, np.sin(3 * points), colors / 255.0], axis=1).astype(np.float32)
-fake = types.ModuleType("concerto3d.models.pretrained")
+fake = types.ModuleType("concerto3d.inference")
 fake.load_model = lambda run, device="cpu": StandIn()
-sys.modules["concerto3d.models.pretrained"] = fake
+sys.modules["concerto3d.inference"] = fake
 from concerto3d.cli import main
 sys.exit(main(sys.argv[1:]))
 """

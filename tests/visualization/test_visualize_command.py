@@ -62,9 +62,9 @@ def scene(tmp_path):
 
 @pytest.fixture()
 def stand_in(monkeypatch):
-    fake = types.ModuleType("concerto3d.models.pretrained")
+    fake = types.ModuleType("concerto3d.inference")
     fake.load_model = lambda run, device="cpu": StandInModel()
-    monkeypatch.setitem(sys.modules, "concerto3d.models.pretrained", fake)
+    monkeypatch.setitem(sys.modules, "concerto3d.inference", fake)
 
 
 def test_visualize_writes_panel_ply_and_frame_check(scene, tmp_path, stand_in, capsys):
@@ -94,9 +94,9 @@ def test_frame_check_measures_alignment(scene, tmp_path):
 
 
 def test_frame_alone_needs_no_model(scene, tmp_path, monkeypatch, capsys):
-    fake = types.ModuleType("concerto3d.models.pretrained")
+    fake = types.ModuleType("concerto3d.inference")
     fake.load_model = None  # calling it would fail
-    monkeypatch.setitem(sys.modules, "concerto3d.models.pretrained", fake)
+    monkeypatch.setitem(sys.modules, "concerto3d.inference", fake)
     monkeypatch.chdir(tmp_path)
     assert main(["visualize", str(scene), "--model", "RUN", "--frame", "0"]) == 0
     assert (tmp_path / "scene0000_00_frame000000.png").is_file()

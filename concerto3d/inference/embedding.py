@@ -1,118 +1,28 @@
-"""The trained model folder ``RUN/model/``: written at the end of training, read by probe, visualize and embed.
+"""Inference with a trained point encoder: per-point features of any point cloud, in tiles when it is large.
 
-Layout (docs/architecture.md, "Trained model folder")::
-
-    RUN/model/config.json                 {"format": 1, "point_encoder": {...} | null, "image_encoder": {...} | null,
-                                           "proj_dim": 256, "input": {"use_color", "use_normal", "grid_size",
-                                           "feature_channels": 9}, "objective": "joint", "weights": "student",
-                                           "steps": N}
-    RUN/model/point_encoder.safetensors   absent for the 2d objective (no point encoder)
-    RUN/model/image_encoder.safetensors   absent for the 3d objective (no image encoder)
-
-The folder is self-describing: :func:`load_model` rebuilds the encoders from ``config.json`` alone, without the
-training config. (An image encoder built from a local Hugging Face folder, ``image_encoder.pretrained_path``, needs
-that folder again to be rebuilt; its weights then come from ``image_encoder.safetensors``.)
-
-Which weights: the student's by default (``export_weights=student``), because on short runs the EMA teacher, with
-its momentum of 0.996 -> 1, has barely moved from the random initialisation; ``export_weights=teacher`` saves the
-teacher's point encoder instead (usually the better one after a long run, as in DINO/Sonata).
+``load_model(RUN)`` (:mod:`concerto3d.inference.model_folder`) returns a :class:`PretrainedModel`; its
+:meth:`PretrainedModel.embed` centres the cloud as training centres its crops, encodes it at the model's grid size,
+and cuts a cloud too large for one pass into :func:`spatial_tiles` whose cores partition it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from concerto3d.errors import FormatError, InputError
-from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
-from concerto3d.models.point_encoder import PointEncoder, PointEncoderConfig
+from concerto3d.errors import InputError
+from concerto3d.models.image_encoder import ImageEncoder
+from concerto3d.models.point_encoder import PointEncoder
 
-__all__ = ["MODEL_FORMAT", "save_model", "load_model", "PretrainedModel", "model_dir_of", "spatial_tiles",
-           "box_distance"]
+__all__ = ["PretrainedModel", "spatial_tiles", "box_distance", "DEFAULT_TILE_POINTS", "DEFAULT_TILE_MARGIN"]
 
-MODEL_FORMAT = 1
 # embed: most points encoded at once, and the context margin of a tile (metres; the encoder groups within 0.4 m at
 # its deepest level, and a margin of a few of those lets the tile borders see their neighbourhood)
 DEFAULT_TILE_POINTS = 100_000
 DEFAULT_TILE_MARGIN = 1.0
-
-
-def _plain(value):
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _config_dict(config) -> dict:
-    import dataclasses
-
-    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
-
-
-def model_dir_of(path: str | os.PathLike) -> Path:
-    """``RUN/model`` for a run folder, or ``path`` itself when it already is a model folder."""
-    path = Path(path)
-    return path if (path / "config.json").is_file() and not (path / "model").is_dir() else path / "model"
-
-
-def save_model(model, cfg, run_dir: str | os.PathLike, weights: str = "student", steps: int | None = None) -> Path:
-    """Write the trained encoders of a :class:`concerto3d.models.concerto.ConcertoModel` to ``RUN/model/``.
-
-    The folder is written under a temporary name and renamed, so a reader never sees half of it.
-
-    Args:
-        model: the trained model (unwrapped from DDP).
-        cfg: its :class:`concerto3d.config.TrainConfig`.
-        run_dir: the run folder.
-        weights: ``student`` or ``teacher`` (the teacher only holds the distilled encoder; the other one is the
-            student's).
-        steps: optimiser steps trained, recorded in config.json.
-    Returns:
-        the model folder.
-    """
-    from safetensors.torch import save_file
-
-    if weights not in ("student", "teacher"):
-        raise ValueError(f"weights must be 'student' or 'teacher', got {weights!r}")
-    encoders = {"point_encoder": model.point_encoder, "image_encoder": model.image_encoder}
-    if weights == "teacher":
-        encoders.update({name: module for name, module in model.teacher.items() if name in encoders})
-    meta = {
-        "format": MODEL_FORMAT,
-        "point_encoder": _config_dict(cfg.point_encoder) if encoders["point_encoder"] is not None else None,
-        "image_encoder": _config_dict(cfg.image_encoder) if encoders["image_encoder"] is not None else None,
-        "proj_dim": cfg.objective.proj_dim,
-        "input": {"use_color": cfg.data.use_color, "use_normal": cfg.data.use_normal,
-                  "grid_size": cfg.data.grid_size, "feature_channels": 9},
-        "objective": cfg.objective.kind,
-        "weights": weights,
-        "steps": steps,
-    }
-    final = Path(run_dir) / "model"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".model-"))
-    try:
-        for name, module in encoders.items():
-            if module is not None:
-                tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-                save_file(tensors, str(tmp / f"{name}.safetensors"))
-        (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
 
 class PretrainedModel(nn.Module):
@@ -167,7 +77,7 @@ class PretrainedModel(nn.Module):
             (N, C) float32 numpy array.
         """
         from concerto3d.data.collate import point_features
-        from concerto3d.data.transforms import PointCloud
+        from concerto3d.data.point_cloud import PointCloud
 
         if self.point_encoder is None:
             raise InputError(f"this model ({self.config.get('objective')} objective) has no point encoder; lift "
@@ -266,55 +176,3 @@ def spatial_tiles(coord: np.ndarray, max_points: int, margin: float) -> list[tup
     return tiles
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> PretrainedModel:
-    """Load the encoders of a trained run.
-
-    Args:
-        path: the run folder (``RUN``, holding ``model/``) or the model folder itself.
-        device: where the encoders go.
-    Returns:
-        a :class:`PretrainedModel` in eval mode.
-    Raises:
-        InputError: no model folder there. FormatError: config.json or a weights file is unreadable or does not
-        match the encoder it describes.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from concerto3d.config import from_dict
-
-    folder = model_dir_of(path)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise InputError("expected a trained run (RUN/model/config.json from concerto3d train), found none",
-                         Path(path))
-    try:
-        meta = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise FormatError(f"expected a JSON model description, could not read it ({err})", config_path) from None
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise FormatError(f"expected a model folder description of format {MODEL_FORMAT}, got "
-                          f"{meta.get('format') if isinstance(meta, dict) else type(meta).__name__}", config_path)
-
-    def build(name: str, cls, config_cls):
-        if meta.get(name) is None:
-            return None
-        config = from_dict(config_cls, meta[name], where=str(config_path))
-        module = cls(config)
-        weights = folder / f"{name}.safetensors"
-        if not weights.is_file():
-            raise FormatError(f"config.json describes a {name} but its weights are missing", weights)
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError) as err:
-            raise FormatError(f"cannot read the weights ({err})", weights) from None
-        try:
-            module.load_state_dict(state)
-        except RuntimeError as err:
-            raise FormatError(f"weights do not match the {name} in config.json ({str(err).splitlines()[0]})",
-                              weights) from None
-        return module
-
-    point_encoder = build("point_encoder", PointEncoder, PointEncoderConfig)
-    image_encoder = build("image_encoder", ImageEncoder, ImageEncoderConfig)
-    return PretrainedModel(point_encoder, image_encoder, meta, folder).to(device)

@@ -3,7 +3,7 @@
 Trains and probes, with the same budget each, a random-init point encoder, the 2D-only image encoder (features
 lifted onto the points), the 3D-only point encoder, the concatenation of the two, and the joint (Concerto) point
 encoder, over several seeds; writes ``DIR/results.md``, ``results.csv`` and ``results.png``. Rerunning the same
-command resumes: finished (row, seed) units are not redone (see :mod:`concerto3d.evaluation.ablate`).
+command resumes: finished (row, seed) units are not redone (see :mod:`concerto3d.evaluation.ablation`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import shlex
 from pathlib import Path
 
 from concerto3d.errors import InputError
+from concerto3d.evaluation.ablation.settings import ROW_KEYS
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from concerto3d.evaluation.ablate import ROW_KEYS
-
     parser.add_argument("data", metavar="DATA", help="preprocessed dataset (concerto3d preprocess output) with "
                         "splits/train.txt and splits/val.txt")
     parser.add_argument("--out", metavar="DIR", required=True,
@@ -84,8 +83,8 @@ def _seeds_text(seeds: list[int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from concerto3d.evaluation.ablate import AblationSettings, ordering_checks, run_ablation
-    from concerto3d.evaluation.probe_command import resolve_device
+    from concerto3d.device import resolve_device
+    from concerto3d.evaluation.ablation import AblationSettings, ordering_checks, run_ablation
 
     for item in args.overrides:
         if "=" not in item:
@@ -131,12 +130,7 @@ def _command_line(args: argparse.Namespace) -> str:
                                  ("--max-points", args.max_points, None), ("--probe-points", args.probe_points, None),
                                  ("--joint-target", args.joint_target, None),
                                  ("--image-encoder", args.image_encoder, None), ("--device", args.device, "auto")):
-        if value is not None and value != default and not (flag == "--rows" and value == _all_rows()):
+        if value is not None and value != default and not (flag == "--rows" and value == ",".join(ROW_KEYS)):
             parts += [flag, str(value)]
     return " ".join(shlex.quote(str(p)) for p in parts + list(args.overrides))
 
-
-def _all_rows() -> str:
-    from concerto3d.evaluation.ablate import ROW_KEYS
-
-    return ",".join(ROW_KEYS)

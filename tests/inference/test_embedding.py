@@ -8,7 +8,7 @@ import torch
 
 from concerto3d.cli import main
 from concerto3d.models.point_encoder import PointEncoder, PointEncoderConfig
-from concerto3d.models.pretrained import PretrainedModel, load_model, spatial_tiles
+from concerto3d.inference import PretrainedModel, load_model, spatial_tiles
 
 SMALL = dict(ratios=(0.25, 0.25), radii=(0.3, 0.6), max_neighbors=8, sa_channels=(8, 16), global_channels=16,
              fp_channels=(8,), out_channels=6, mlp_layers=1)
@@ -40,7 +40,7 @@ def room(n, size=(6.0, 4.0, 2.5), seed=0):
 def reference_embed(model, points, colors, normals):
     """The untiled computation: the whole cloud centred on its bounding box through the encoder at once."""
     from concerto3d.data.collate import point_features
-    from concerto3d.data.transforms import PointCloud
+    from concerto3d.data.point_cloud import PointCloud
 
     centre = (points.min(axis=0) + points.max(axis=0)) / 2
     cloud = PointCloud.from_arrays(points - centre, colors, normals)

@@ -9,10 +9,10 @@ import torch
 from concerto3d.config import load_config
 from concerto3d.errors import FormatError, InputError
 from concerto3d.models.concerto import ConcertoModel
-from concerto3d.models.pretrained import load_model, save_model
+from concerto3d.inference import load_model, save_model
 
 TINY = [
-    "data.image_size=[32, 48]", "image_encoder.image_size=[32, 48]", "image_encoder.hidden_size=32",
+    "data.image_size=[32, 48]", "data.patch_size=16", "image_encoder.image_size=[32, 48]", "image_encoder.hidden_size=32",
     "image_encoder.num_layers=1", "image_encoder.num_heads=2", "point_encoder.ratios=[0.25, 0.25]",
     "point_encoder.radii=[0.3, 0.6]", "point_encoder.sa_channels=[16, 32]", "point_encoder.global_channels=32",
     "point_encoder.fp_channels=[32]", "point_encoder.out_channels=24", "point_encoder.max_neighbors=16",

@@ -1,0 +1,104 @@
+"""The scenes of a ``concerto3d preprocess`` input: :func:`find_scenes` lists them as picklable :class:`SceneJob`
+records, :func:`open_scene` opens one (in the worker process) as frames plus an optional mesh, through
+:mod:`concerto3d.io`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from concerto3d.data.scene_builder import MeshInput
+from concerto3d.errors import FormatError, InputError
+
+__all__ = ["SOURCES", "SceneJob", "find_scenes", "open_scene"]
+
+SOURCES = ("auto", "scannet", "rgbd")
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """Where one scene comes from (picklable: the worker process opens the files itself)."""
+
+    name: str
+    kind: str  # "scannet" or "rgbd"
+    path: str
+    rgbd_preset: str | None = None
+    depth_scale: float | None = None
+
+
+def find_scenes(scans: str | os.PathLike, source: str = "auto", rgbd_preset: str | None = None,
+                depth_scale: float | None = None) -> list[SceneJob]:
+    """The scenes under ``scans``: a ScanNet root (with ``scans/``), one ScanNet scene folder, one generic RGB-D
+    folder, or a folder of RGB-D folders.
+
+    Returns:
+        jobs sorted by scene name.
+    Raises:
+        InputError: ``scans`` is not a folder, nothing usable is found, two scenes share a name, or a scene's
+            name has a space.
+    """
+    from concerto3d.io import rgbd_folder, scannet
+
+    root = Path(scans)
+    if source not in SOURCES:
+        raise InputError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if not root.is_dir():
+        raise InputError("expected a folder of scans (ScanNet root, scene folder or RGB-D folder)", root)
+    jobs: list[SceneJob] = []
+    if source in ("auto", "scannet"):
+        dirs = [Path(d) for d in scannet.find_scannet_scenes(root)]
+        jobs = [SceneJob(d.name, "scannet", str(d.resolve())) for d in dirs]
+    if not jobs and source in ("auto", "rgbd"):
+        if rgbd_folder.looks_like_rgbd_folder(root, preset=rgbd_preset):
+            dirs = [root]
+        else:
+            dirs = sorted(d for d in root.iterdir()
+                          if d.is_dir() and rgbd_folder.looks_like_rgbd_folder(d, preset=rgbd_preset))
+        jobs = [SceneJob(d.resolve().name, "rgbd", str(d.resolve()), rgbd_preset, depth_scale) for d in dirs]
+    if not jobs:
+        kind = {"auto": "ScanNet scenes or RGB-D folders", "scannet": "ScanNet scenes", "rgbd": "RGB-D folders"}
+        raise InputError(f"no {kind[source]} found", root)
+    names = Counter(j.name for j in jobs)
+    dup = sorted(n for n, c in names.items() if c > 1)
+    if dup:
+        raise InputError(f"several scenes are named {dup[0]!r}; preprocess them into separate outputs", root)
+    unlistable = [j for j in jobs if any(c.isspace() for c in j.name)]
+    if unlistable:  # split lists hold one name a line, and a scene is reached only through them
+        raise InputError("expected a scene folder name without spaces (split lists hold one name a line); rename "
+                         "it", unlistable[0].path)
+    return sorted(jobs, key=lambda j: j.name)
+
+
+def open_scene(job: SceneJob):
+    """(frames, mesh or None, source description) for a job, through ``concerto3d.io``."""
+    if job.kind == "rgbd":
+        from concerto3d.io.rgbd_folder import RGBDFolderSource
+
+        kwargs = {} if job.depth_scale is None else {"depth_scale": job.depth_scale}
+        frames = RGBDFolderSource(job.path, preset=job.rgbd_preset, **kwargs)
+        return frames, None, {"kind": "rgbd", "path": job.path, "preset": job.rgbd_preset,
+                              "depth_scale": job.depth_scale}
+    from concerto3d.io import ply, scannet
+
+    scene = scannet.ScanNetScene(job.path)
+    frames = scene.frame_source()
+    mesh = None
+    if scene.has_mesh:
+        m = ply.read_mesh_ply(scene.mesh_path)
+        mesh = MeshInput(m.vertices, m.colors, m.faces)
+        if scene.has_labels:
+            mesh.nyu40 = ply.read_vertex_labels_ply(scene.labels_path)
+            if len(mesh.nyu40) != len(mesh.vertices):
+                raise FormatError(f"expected {len(mesh.vertices)} labels (one per mesh vertex), "
+                                  f"got {len(mesh.nyu40)}", scene.labels_path)
+        if scene.segs_path.is_file() and scene.aggregation_path.is_file():
+            segs = scannet.read_segs_json(scene.segs_path)
+            if len(segs) != len(mesh.vertices):
+                raise FormatError(f"expected {len(mesh.vertices)} segment ids (one per mesh vertex), "
+                                  f"got {len(segs)}", scene.segs_path)
+            mesh.instance = scannet.instance_ids(segs, scannet.read_aggregation_json(scene.aggregation_path))
+    return frames, mesh, {"kind": "scannet", "path": job.path}
+

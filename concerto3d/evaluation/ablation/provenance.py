@@ -1,0 +1,117 @@
+"""What an ablation's numbers came from, as digests, and the ``OUT/ablation.json`` that pins them.
+
+A rerun in the same folder must describe the same ablation: the same training config (package defaults, YAML and
+overrides), the same preprocessed data, the same ``--image-encoder`` files and probe settings. Otherwise it is
+refused rather than mixed with the rows already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from concerto3d.errors import InputError
+from concerto3d.evaluation.ablation.settings import AblationSettings
+from concerto3d.evaluation.metrics import json_safe
+from concerto3d.io.atomic import atomic_write_json
+
+__all__ = ["training_digest", "data_digest", "files_digest", "image_encoder_digest", "record_digests",
+           "check_settings_file", "SETTINGS_FILE"]
+
+SETTINGS_FILE = "ablation.json"
+
+# the per-scene arrays whose bytes enter data_digest (small: a few MB a scene); the rest enter by size
+_DIGEST_ARRAYS = ("coord.npy", "color.npy", "normal.npy", "segment20.npy")
+
+
+def training_digest(settings: AblationSettings) -> str:
+    """sha256 of the training config of the joint row at seed 0, as sorted JSON: it changes with any package
+    default, the YAML or an override, and is the same for every seed and row of one ablation."""
+    from concerto3d.config import to_dict
+
+    cfg = to_dict(settings.train_config("joint", 0))
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+
+
+def data_digest(data: Path) -> str:
+    """sha256 of a preprocessed dataset as the ablation sees it: the split lists, and for every scene they name
+    the bytes of its points, colours, normals and labels and the size of every other file (correspondences,
+    images).
+    ``meta.json`` is left out: it records absolute source paths, which move with the checkout."""
+    from concerto3d.data.scene import split_scenes
+
+    h = hashlib.sha256()
+    for split in ("train", "val"):
+        folders = split_scenes(data, split)
+        h.update(f"{split}:{','.join(f.name for f in folders)}\n".encode())
+        for folder in folders:
+            scene = folder.name
+            for path in sorted(folder.rglob("*")):
+                if not path.is_file() or path.name == "meta.json":
+                    continue
+                rel = path.relative_to(folder).as_posix()
+                if rel in _DIGEST_ARRAYS:
+                    h.update(f"{scene}/{rel}:".encode() + hashlib.sha256(path.read_bytes()).digest())
+                else:
+                    h.update(f"{scene}/{rel}:{path.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def files_digest(folder: Path) -> str:
+    """sha256 over the relative paths and bytes of every file under ``folder``."""
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def image_encoder_digest(path: Path) -> str:
+    """sha256 of what ``--image-encoder PATH`` loads: the model folder of a concerto3d run (not its checkpoints or
+    logs), or the whole folder of a Hugging Face model."""
+    from concerto3d.inference import find_model_folder
+
+    own = find_model_folder(path)
+    return files_digest(own if own is not None else Path(path))
+
+
+def record_digests(settings: AblationSettings, data: Path) -> None:
+    """Fill in ``config_sha256``, ``training_sha256`` and ``data_sha256`` of ``settings``.
+
+    Raises:
+        InputError: ``--config`` names no file, an override is bad, or a split list is missing.
+    """
+    if settings.config is not None:
+        config_path = Path(settings.config)
+        if not config_path.is_file():
+            raise InputError("--config: no such file", config_path)
+        settings.config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
+    settings.training_sha256 = training_digest(settings)  # also: a bad override fails before anything runs
+    settings.data_sha256 = data_digest(data)
+
+
+def check_settings_file(out: Path, settings: AblationSettings, data: Path) -> None:
+    """Write ``OUT/ablation.json``, or check that an existing one describes the same ablation.
+
+    Raises:
+        InputError: the folder holds an ablation whose numbers depend on other settings.
+    """
+    path = Path(out) / SETTINGS_FILE
+    current = {"data": str(Path(data).resolve()), **asdict(settings)}
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            saved = None
+        if isinstance(saved, dict):
+            old = AblationSettings(**{k: v for k, v in saved.items() if k != "data"}).result_fields()
+            diffs = [k for k, v in settings.result_fields().items() if old.get(k) != v]
+            if diffs:
+                raise InputError(f"holds an ablation run with other settings ({', '.join(diffs)} differ); use "
+                                 "another --out or the same settings", out)
+    atomic_write_json(path, json_safe(current))
