@@ -30,16 +30,9 @@ import torch
 def bench_config(overrides: list[str]):
     """The training config of ``overrides``, with the image and patch size a preprocessed dataset would give filled
     in from the package defaults (a synthetic batch has no data to read them from)."""
-    import dataclasses
+    from concerto3d.config import load_config, with_data_geometry
 
-    from concerto3d.config import load_config
-    from concerto3d.data.scene import DEFAULT_IMAGE_SIZE, DEFAULT_PATCH_SIZE
-
-    cfg = load_config(None, overrides)
-    data = dataclasses.replace(cfg.data, image_size=cfg.data.image_size or DEFAULT_IMAGE_SIZE,
-                               patch_size=cfg.data.patch_size or DEFAULT_PATCH_SIZE)
-    return dataclasses.replace(cfg, data=data,
-                               image_encoder=cfg.image_encoder.following(data.image_size, data.patch_size))
+    return with_data_geometry(load_config(None, overrides), None)
 
 
 def synthetic_batch(cfg, seed: int = 0):

@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import os
 import types
+from pathlib import Path
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
@@ -45,10 +46,11 @@ class ObjectiveConfig:
     """What the model learns from, and how strongly each loss counts.
 
     ``kind``: ``joint`` = 3D self-distillation + 2D-3D cross-modal alignment (Concerto); ``3d`` = 3D
-    self-distillation only (Sonata-like); ``2d`` = the image encoder alone, self-distilled on two photometric views.
+    self-distillation only (Sonata-like); ``2d`` = the image encoder alone, self-distilled on two photometric views;
+    ``supervised`` = the point encoder trained with the labels (the ablation's ceiling; ``models/supervised.py``).
     """
 
-    kind: Literal["joint", "3d", "2d"] = "joint"
+    kind: Literal["joint", "3d", "2d", "supervised"] = "joint"
     proj_dim: int = 256                      # output size of the projection heads (feature/projection dim)
     hidden_dim: int = 512                    # hidden size of the projection heads
     # cross-modal (joint only)
@@ -60,6 +62,10 @@ class ObjectiveConfig:
     # each pooled point embedding onto its patch's feature (Concerto's prediction of DINOv2 features); info_nce =
     # the dense symmetric InfoNCE against the frozen features, every other patch of the step a negative
     frozen_target_loss: Literal["cosine", "info_nce"] = "cosine"
+    # a frozen target's patch features are computed once per frame of the unaugmented images and cached next to
+    # the data (inference/feature_cache.py) instead of running the encoder every step; false: run it every step on
+    # the augmented images
+    frozen_feature_cache: bool = True
     # self-distillation
     # contrast (default): momentum contrast, each student point picks its teacher point among the other matched
     # points (the negatives keep the features spread; on the synthetic ablation the prototype forms below learned
@@ -138,7 +144,7 @@ class TrainConfig:
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    split: str = "train"                     # scenes of DATA/splits/<split>.txt (every scene when absent)
+    split: str = "train"                     # the scenes of DATA/splits/<split>.txt (a missing list is an error)
     steps: int = 1000                        # optimiser steps in the whole run
     batch_size: int = 2                      # crops per step (per process under DDP)
     num_workers: int = 0                     # DataLoader workers; 0 keeps resume exact whatever the transforms do
@@ -303,20 +309,23 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     return apply_overrides(cfg, list(overrides or []))
 
 
-def with_data_geometry(cfg: "TrainConfig", data_root: str | os.PathLike) -> "TrainConfig":
+def with_data_geometry(cfg: "TrainConfig", data_root: str | os.PathLike | None) -> "TrainConfig":
     """The config with every image and patch size that is None filled in: ``data.*`` from the preprocessed data's
-    ``meta.json`` (the split's scenes; ``data.scene``'s defaults when none records them), then ``image_encoder.*``
-    from ``data.*``. What a run trains with, logs and stores in its model folder.
+    ``meta.json`` (the split's scenes; ``data.scene``'s defaults when none records them, or when ``data_root`` is
+    None: a model built without data), then ``image_encoder.*`` from ``data.*``. What a run trains with, logs and
+    stores in its model folder.
 
     Raises:
         InputError: the data's scenes disagree, or the filled-in sizes do not fit each other.
     """
-    data = with_image_geometry(cfg.data, data_root, cfg.split)
     try:
+        data = with_image_geometry(cfg.data, data_root, cfg.split)
         return dataclasses.replace(cfg, data=data,
                                    image_encoder=cfg.image_encoder.following(data.image_size, data.patch_size))
-    except ValueError as err:
-        raise InputError(f"{err}") from None
+    except InputError:
+        raise
+    except ValueError as err:  # the sizes filled in from the data do not fit the ones set
+        raise InputError(f"{err} (the data's sizes are in {Path(data_root)}/<scene>/meta.json)") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -34,9 +34,9 @@ from concerto3d.data.compose import Compose
 from concerto3d.data.point_cloud import PointCloud, grid_sample_rows, nearest_k
 from concerto3d.data.transforms import (ColorDrop, ColorJitter, ElasticDistortion, NormalDrop, RandomCrop, RandomFlip,
                                         RandomJitter, RandomRotateZ, RandomScale, RandomTilt)
-from concerto3d.data.scene import (DEFAULT_IMAGE_SIZE, DEFAULT_PATCH_SIZE, SCENE_FILES, check_array, image_geometry,
-                                   image_path, load_array, load_correspondences, read_image, rescale_pixels,
-                                   scene_folders, split_scenes)
+from concerto3d.data.scene import (DEFAULT_IMAGE_SIZE, DEFAULT_PATCH_SIZE, SCENE_FILES, check_array,
+                                   image_features_path, image_geometry, image_path, load_array, load_correspondences,
+                                   read_image, rescale_pixels, scene_folders, split_scenes)
 from concerto3d.errors import FormatError, InputError
 
 log = logging.getLogger(__name__)
@@ -200,12 +200,13 @@ class SceneCrop:
     centre: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
 
 
-def with_image_geometry(config: DataConfig, root: str | Path, split: str | None = "train") -> DataConfig:
+def with_image_geometry(config: DataConfig, root: str | Path | None, split: str | None = "train") -> DataConfig:
     """``config`` with ``image_size`` and ``patch_size`` filled in where they are None: from the ``meta.json`` of
-    the split's scenes (every scene's when ``split`` is None), else ``data.scene``'s defaults."""
+    the split's scenes (every scene's when ``split`` is None), else (or without ``root``) ``data.scene``'s
+    defaults."""
     if config.image_size is not None and config.patch_size is not None:
         return config
-    found = image_geometry(root, split) if Path(root).is_dir() else None
+    found = image_geometry(root, split) if root is not None and Path(root).is_dir() else None
     size, patch = found if found is not None else (DEFAULT_IMAGE_SIZE, DEFAULT_PATCH_SIZE)
     return dataclasses.replace(config, image_size=config.image_size if config.image_size is not None else size,
                                patch_size=config.patch_size if config.patch_size is not None else patch)
@@ -283,6 +284,7 @@ class SceneDataset(torch.utils.data.Dataset):
         self.point_transform = build_point_transforms(self.config)
         self.image_transform = build_image_transforms(self.config)
         self._num_frames: dict[str, int] = {}  # scene -> frame count, once its correspondences were checked
+        self.feature_cache: str | None = None  # see use_feature_cache
 
     def __len__(self) -> int:
         return len(self.scenes) * self.config.loop
@@ -290,6 +292,11 @@ class SceneDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (f"SceneDataset(root={str(self.root)!r}, split={self.split!r}, scenes={len(self.scenes)}, "
                 f"samples={len(self)}, epoch={self.epoch})")
+
+    def use_feature_cache(self, digest: str | None) -> None:
+        """Give every sample the cached patch features of a frozen image encoder for its images
+        (``<scene>/image_features/<digest>.npy``, made by ``concerto3d.inference.feature_cache``); None: none."""
+        self.feature_cache = digest
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose crops and augmentations ``__getitem__`` draws (part of the sample's seed)."""
@@ -379,6 +386,15 @@ class SceneDataset(torch.utils.data.Dataset):
         teacher = self.point_transform(base, rng)
         plain = [to_float_image(im) for im in crop.images]
         h, w = cfg.image_size
+        features = torch.zeros(0)
+        if self.feature_cache is not None:  # the frozen encoder's output for the stored (unaugmented) images
+            path = image_features_path(self.root / crop.scene, self.feature_cache)
+            cached = load_array(path, mmap=True)
+            check_array(cached, path, (None, None, None, None), "f")
+            if len(crop.frame_index) and int(crop.frame_index.max()) >= len(cached):
+                raise FormatError(f"holds {len(cached)} frames, the crop needs frame {int(crop.frame_index.max())}",
+                                  path)
+            features = torch.from_numpy(np.asarray(cached[crop.frame_index], dtype=np.float32))
         images = [self.image_transform(x, rng) for x in plain]
         images_teacher = [self.image_transform(x, rng) for x in plain]
         return CropSample(
@@ -389,4 +405,5 @@ class SceneDataset(torch.utils.data.Dataset):
             images_teacher=torch.stack(images_teacher) if images_teacher else torch.zeros((0, 3, h, w)),
             corr=torch.from_numpy(crop.corr),
             centre=torch.from_numpy(crop.centre),
-            scene=crop.scene)
+            scene=crop.scene,
+            image_features=features)

@@ -6,6 +6,7 @@
     DATA/<scene>/images/<k>.jpg, poses.npy, intrinsics.npy               the kept frames
     DATA/<scene>/correspondences.npy                                     (M, 4) rows (k, u, v, point)
     DATA/<scene>/meta.json                                               how the scene was made
+    DATA/<scene>/image_features/<digest>.npy                             a frozen image encoder's cached features
     DATA/splits/<split>.txt                                              one scene name a line
 
 Split lists mean one thing everywhere: a split is the scenes its list names, in the list's order. A missing list,
@@ -24,13 +25,15 @@ import numpy as np
 
 from concerto3d.errors import FormatError, InputError
 from concerto3d.io.atomic import atomic_write_text
+from concerto3d.labels import IGNORE_INDEX
 from concerto3d.io.split_lists import read_split as read_split_list
 from concerto3d.io.split_lists import write_split as write_split_list
 
 __all__ = [
-    "SCENE_ARRAYS", "SCENE_FILES", "DEFAULT_IMAGE_SIZE", "DEFAULT_PATCH_SIZE", "Scene", "split_path", "split_names",
+    "SCENE_ARRAYS", "SCENE_FILES", "DEFAULT_IMAGE_SIZE", "DEFAULT_PATCH_SIZE", "Scene", "split_path",
+    "split_names",
     "split_scenes", "scene_folders", "write_split", "load_array", "check_array", "load_scene", "load_correspondences",
-    "image_path", "read_image", "rescale_pixels", "read_meta", "write_meta", "write_arrays", "frame_cameras", "image_geometry",
+    "image_path", "image_features_path", "frame_count", "read_image", "labelled_points", "rescale_pixels", "read_meta", "write_meta", "write_arrays", "frame_cameras", "image_geometry",
 ]
 
 # the images of preprocessing and the image encoder's input: (H, W) and the ViT patch side, one source for both
@@ -59,7 +62,8 @@ def split_names(root: str | os.PathLike, split: str) -> list[str]:
     path = split_path(root, split)
     if not path.is_file():
         raise InputError(f"missing split list; expected a preprocessed dataset with splits/{split}.txt (one scene "
-                         "name a line)", path)
+                         "name a line; concerto3d preprocess writes splits/train.txt, and a rerun on a folder made "
+                         "before it did adds it, keeping the finished scenes)", path)
     names = list(dict.fromkeys(read_split_list(path)))
     if not names:
         raise InputError("split list is empty", path)
@@ -193,6 +197,12 @@ def load_correspondences(scene_dir: str | os.PathLike, num_points: int | None = 
     return corr
 
 
+def labelled_points(scene_dir: str | os.PathLike) -> int:
+    """Points of a scene with a ScanNet-20 label (0 when it has no ``segment20.npy``)."""
+    path = Path(scene_dir) / "segment20.npy"
+    return int((load_array(path, mmap=True) != IGNORE_INDEX).sum()) if path.is_file() else 0
+
+
 def write_arrays(scene_dir: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write ``{name: array}`` as ``<name>.npy`` files of a scene folder (preprocessing writes into a temporary
     folder that is renamed when complete, so these need no atomic rename of their own)."""
@@ -213,6 +223,20 @@ def frame_cameras(scene_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
 
 # ---------------------------------------------------------------------------------------------------------------
 # images
+
+
+def frame_count(scene_dir: str | os.PathLike) -> int:
+    """F, the kept frames of a scene: its images ``images/000000.jpg`` ... in unbroken order."""
+    count = 0
+    while image_path(scene_dir, count).is_file():
+        count += 1
+    return count
+
+
+def image_features_path(scene_dir: str | os.PathLike, digest: str) -> Path:
+    """``<scene>/image_features/<digest>.npy``: the cached (F, Hp, Wp, C) float32 patch features of every kept frame
+    under the frozen image encoder whose digest it is (``concerto3d.inference.feature_cache``)."""
+    return Path(scene_dir) / "image_features" / f"{digest}.npy"
 
 
 def image_path(scene_dir: str | os.PathLike, k: int) -> Path:

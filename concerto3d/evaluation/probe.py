@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from concerto3d.data.scene import labelled_points
 from concerto3d.errors import InputError
 from concerto3d.labels import IGNORE_INDEX, NUM_CLASSES_20, SCANNET20_NAMES
 
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
     from concerto3d.evaluation.linear_probe import ProbeResult
 
 __all__ = ["run_probe", "SplitFeatures", "subsample_labelled", "probe_features"]
-
-
-def _labelled_points(scene_dir: Path) -> int:
-    from concerto3d.data.scene import load_array
-
-    path = scene_dir / "segment20.npy"
-    return int((load_array(path, mmap=True) != IGNORE_INDEX).sum()) if path.is_file() else 0
 
 
 def run_probe(model, data_dir, epochs: int = 20, lr: float = 1e-2, seed: int = 0, batch_size: int | None = 8192,
@@ -61,7 +55,7 @@ def run_probe(model, data_dir, epochs: int = 20, lr: float = 1e-2, seed: int = 0
 
     train_scenes = split_scenes(data_dir, "train")
     val_scenes = split_scenes(data_dir, "val")
-    if sum(_labelled_points(s) for s in val_scenes) == 0:  # fail before the slow part
+    if sum(labelled_points(s) for s in val_scenes) == 0:  # fail before the slow part
         raise InputError("the val split has no labelled points (segment20.npy all -1)", Path(data_dir))
     freeze(model)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from concerto3d.data.scene import DEFAULT_IMAGE_SIZE
 from concerto3d.errors import FormatError, InputError
 from concerto3d.inference.embedding import PretrainedModel
 from concerto3d.io.atomic import atomic_folder
@@ -194,7 +195,8 @@ def load_image_backbone(path: str | os.PathLike | None) -> nn.Module | None:
 
 def load_image_encoder(path: str | os.PathLike, config: ImageEncoderConfig | None = None) -> ImageEncoder:
     """A frozen image encoder from a concerto3d run or model folder (as it was trained), or from a local Hugging
-    Face folder (built with ``config``'s image size and normalisation, ``pretrained_path=path``, frozen).
+    Face folder (built with ``config``'s image size and normalisation, ``pretrained_path=path``, frozen; without
+    an image size, ``data.scene.DEFAULT_IMAGE_SIZE``).
 
     Returns:
         the encoder in eval mode without gradients.
@@ -204,7 +206,7 @@ def load_image_encoder(path: str | os.PathLike, config: ImageEncoderConfig | Non
         if encoder is None:
             raise InputError("expected a model with an image encoder (a 2d run)", path)
     else:
-        config = dataclasses.replace(config if config is not None else ImageEncoderConfig(),
-                                     pretrained_path=str(Path(path).resolve()), freeze=True)
+        config = (config if config is not None else ImageEncoderConfig()).following(DEFAULT_IMAGE_SIZE, None)
+        config = dataclasses.replace(config, pretrained_path=str(Path(path).resolve()), freeze=True)
         encoder = ImageEncoder(config)
     return encoder.eval().requires_grad_(False)

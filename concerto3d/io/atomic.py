@@ -34,6 +34,12 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], before_rename=None) -> Path:
     """Write ``path`` atomically: ``write(fh)`` fills a temporary file of the same folder, which then replaces it.
 
@@ -48,6 +54,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], bef
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would make it (mkstemp's files are private)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -93,6 +100,7 @@ def atomic_folder(final: str | os.PathLike, replace: bool = True) -> Iterator[Pa
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-"))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # as mkdir() would make it (mkdtemp's folders are private)
         yield tmp
         if final.exists():
             if not replace:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from concerto3d.errors import FormatError, InputError
+from concerto3d.io.atomic import atomic_write_text
 
 
 def read_split(path: str | os.PathLike) -> list[str]:
@@ -32,4 +33,4 @@ def write_split(path: str | os.PathLike, names: Iterable[str]) -> None:
     for n in names:
         if not n or any(c.isspace() for c in n) or "/" in n:
             raise ValueError(f"scene names must be non-empty without spaces or '/', got {n!r}")
-    Path(path).write_text("".join(n + "\n" for n in names), encoding="utf-8")
+    atomic_write_text(path, "".join(n + "\n" for n in names))

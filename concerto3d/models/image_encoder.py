@@ -1,6 +1,6 @@
 """Image encoder: a Hugging Face vision transformer that returns a grid of patch features.
 
-Two ways to build it, both without network access:
+Three ways to build it, all without network access:
 
 * from scratch: a transformers ``ViTModel`` built from a small ``ViTConfig`` (trained jointly with the points);
 * from a local checkpoint folder (``pretrained_path``): any ViT-like model ``AutoModel.from_pretrained`` reads,
@@ -45,8 +45,8 @@ class ImageEncoderConfig:
         num_heads: attention heads (from scratch only).
         mlp_ratio: MLP width / token width (from scratch only).
         pretrained_path: a local Hugging Face model folder (config.json + weights), a concerto3d run or model folder
-            (its backbone given by ``concerto3d.inference.load_image_backbone``)
-            with an image encoder, or None to build from scratch.
+            with an image encoder (whose backbone ``concerto3d.inference.load_image_backbone`` gives as
+            ``backbone``), or None to build from scratch.
         backbone_config: a Hugging Face config as a dict (``model.config.to_dict()``, with ``model_type``): the
             architecture is built from it with random weights, for reloading a saved encoder without its original
             folder (see :meth:`ImageEncoder.rebuild_config`). Ignored when ``pretrained_path`` is set.
@@ -87,7 +87,6 @@ class ImageEncoderConfig:
             if self.hidden_size % self.num_heads:
                 raise ValueError(f"ImageEncoderConfig: hidden_size {self.hidden_size} is not a multiple of "
                                  f"num_heads {self.num_heads}")
-
 
     def following(self, image_size: tuple[int, int] | None, patch_size: int | None) -> "ImageEncoderConfig":
         """This config with its unset ``image_size`` / ``patch_size`` taken from the data's (``data.*``): the one
@@ -147,7 +146,8 @@ class ImageEncoder(nn.Module):
     """Vision transformer returning a patch grid and a pooled (CLS) feature.
 
     Args:
-        config: an :class:`ImageEncoderConfig` (the defaults when None).
+        config: an :class:`ImageEncoderConfig` (the defaults when None; a ViT from scratch needs its
+            ``image_size`` and ``patch_size`` set, which a training config takes from the data).
         backbone: a Hugging Face vision model to wrap instead of building or loading one from ``config`` (its
             ``config.patch_size``, ``hidden_size`` and ``image_size`` are read).
 

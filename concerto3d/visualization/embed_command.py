@@ -54,6 +54,7 @@ def check_arguments(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from concerto3d.device import resolve_device
+    from concerto3d.io.atomic import atomic_write
     from concerto3d.io.ply import read_point_cloud
     from concerto3d.inference import load_model
 
@@ -70,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
     features = model.embed(xyz, colors=colors, normals=normals, tile_points=args.tile_points, margin=args.margin)
     seconds = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npy")
-    np.save(tmp, features)
-    tmp.replace(out)  # a reader never sees half a file
+    atomic_write(out, lambda fh: np.save(fh, features))  # a reader never sees half a file
     print(f"{out}: {features.shape[0]} x {features.shape[1]} float32 features "
           f"({len(xyz) / max(seconds, 1e-9):.0f} points/s on {device})")
     return 0

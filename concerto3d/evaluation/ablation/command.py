@@ -14,20 +14,22 @@ import shlex
 from pathlib import Path
 
 from concerto3d.errors import InputError
-from concerto3d.evaluation.ablation.settings import ROW_KEYS
+from concerto3d.evaluation.ablation.settings import ROW_KEYS, AblationSettings
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    default = AblationSettings()  # the one source of the defaults the help texts name
     parser.add_argument("data", metavar="DATA", help="preprocessed dataset (concerto3d preprocess output) with "
                         "splits/train.txt and splits/val.txt")
     parser.add_argument("--out", metavar="DIR", required=True,
                         help="ablation folder: runs/, probes/, results.md, results.csv, results.png")
-    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], metavar="N|S,S,...",
+    parser.add_argument("--seeds", type=parse_seeds, default=list(default.seeds), metavar="N|S,S,...",
                         help="a count N (seeds 0..N-1) or a comma-separated list of seeds, e.g. 3,4 to add two "
-                             "seeds to a folder that holds 0-2 (default 3)")
-    parser.add_argument("--steps", type=int, default=300, help="training steps of every trained row (default 300)")
+                             f"seeds to a folder that holds 0-2 (default {_seeds_text(default.seeds)})")
+    parser.add_argument("--steps", type=int, default=default.steps,
+                        help=f"training steps of every trained row (default {default.steps})")
     parser.add_argument("--config", metavar="YAML", help="training config for every trained row")
     parser.add_argument("--rows", default=",".join(ROW_KEYS),
                         help=f"comma-separated subset of {','.join(ROW_KEYS)} (default: all)")
@@ -39,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a pre-trained image encoder as the 2d row (frozen, lifted, not trained) and as the "
                              "joint row's target (implies --joint-target 2d), as the paper does with DINOv2: a "
                              "concerto3d run or model folder with an image encoder, or a local Hugging Face folder")
-    parser.add_argument("--probe-epochs", type=int, default=100, help="linear head epochs (default 100)")
-    parser.add_argument("--probe-lr", type=float, default=1e-2, help="linear head peak learning rate (default 1e-2)")
+    parser.add_argument("--probe-epochs", type=int, default=default.probe_epochs,
+                        help=f"linear head epochs (default {default.probe_epochs})")
+    parser.add_argument("--probe-lr", type=float, default=default.probe_lr,
+                        help=f"linear head peak learning rate (default {default.probe_lr:g})")
     parser.add_argument("--probe-batch-size", type=int, default=None,
                         help="points per linear-head step (default: full batch, as concerto3d probe)")
     parser.add_argument("--max-points", type=int, default=None,
@@ -84,7 +88,7 @@ def _seeds_text(seeds: list[int]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from concerto3d.device import resolve_device
-    from concerto3d.evaluation.ablation import AblationSettings, ordering_checks, run_ablation
+    from concerto3d.evaluation.ablation import ordering_checks, run_ablation
 
     for item in args.overrides:
         if "=" not in item:
@@ -124,8 +128,10 @@ def _command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this ablation (printed in results.md)."""
     parts = ["concerto3d", "ablate", args.data, "--out", args.out, "--seeds", _seeds_text(args.seeds), "--steps",
              str(args.steps)]
+    defaults = AblationSettings()
     for flag, value, default in (("--config", args.config, None), ("--rows", args.rows, None),
-                                 ("--probe-epochs", args.probe_epochs, 100), ("--probe-lr", args.probe_lr, 1e-2),
+                                 ("--probe-epochs", args.probe_epochs, defaults.probe_epochs),
+                                 ("--probe-lr", args.probe_lr, defaults.probe_lr),
                                  ("--probe-batch-size", args.probe_batch_size, None),
                                  ("--max-points", args.max_points, None), ("--probe-points", args.probe_points, None),
                                  ("--joint-target", args.joint_target, None),

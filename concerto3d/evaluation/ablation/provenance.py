@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from concerto3d.data.scene import SCENE_ARRAYS
 from concerto3d.errors import InputError
 from concerto3d.evaluation.ablation.settings import AblationSettings
 from concerto3d.evaluation.metrics import json_safe
@@ -23,15 +24,16 @@ __all__ = ["training_digest", "data_digest", "files_digest", "image_encoder_dige
 SETTINGS_FILE = "ablation.json"
 
 # the per-scene arrays whose bytes enter data_digest (small: a few MB a scene); the rest enter by size
-_DIGEST_ARRAYS = ("coord.npy", "color.npy", "normal.npy", "segment20.npy")
+_DIGEST_ARRAYS = SCENE_ARRAYS
 
 
-def training_digest(settings: AblationSettings) -> str:
-    """sha256 of the training config of the joint row at seed 0, as sorted JSON: it changes with any package
-    default, the YAML or an override, and is the same for every seed and row of one ablation."""
+def training_digest(settings: AblationSettings, data: Path | None = None) -> str:
+    """sha256 of the training config of the joint row at seed 0, as sorted JSON (with the image and patch size
+    filled in from ``data``, as training fills them): it changes with any package default, the YAML or an
+    override, and is the same for every seed and row of one ablation."""
     from concerto3d.config import to_dict
 
-    cfg = to_dict(settings.train_config("joint", 0))
+    cfg = to_dict(settings.train_config("joint", 0, data=data))
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
 
 
@@ -91,7 +93,7 @@ def record_digests(settings: AblationSettings, data: Path) -> None:
         if not config_path.is_file():
             raise InputError("--config: no such file", config_path)
         settings.config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
-    settings.training_sha256 = training_digest(settings)  # also: a bad override fails before anything runs
+    settings.training_sha256 = training_digest(settings, data)  # also: a bad override fails before anything runs
     settings.data_sha256 = data_digest(data)
 
 

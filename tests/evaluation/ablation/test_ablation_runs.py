@@ -29,14 +29,15 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
             "--probe-points", "150", "--probe-batch-size", "64", "--no-progress"]
     capsys.readouterr()
     assert ablate_cli(argv) == 0
-    assert sorted(calls) == ["2d", "3d", "joint"]  # random is not trained, concat reuses 2d and 3d
+    assert sorted(calls) == ["2d", "3d", "joint", "supervised"]  # random is not trained, concat reuses 2d and 3d
     err = capsys.readouterr().err  # --no-progress: no bar at all, the nested training/embedding/lifting ones included
     assert not any(bar in err for bar in ("it/s", "step/s", "scene/s", "%|")), err[-500:]
 
     probes = {r: json.loads((out / "probes" / f"{r}-seed0.json").read_text()) for r in ROW_KEYS}
     for r, p in probes.items():
         assert 0.0 <= p["miou"] <= 1.0 and p["row"] == r and p["labelled_points"]["val"] > 0
-    assert probes["random"]["steps"] == 0 and probes["joint"]["steps"] == 2
+    assert probes["random"]["steps"] == 0 and probes["joint"]["steps"] == 2 and probes["supervised"]["steps"] == 2
+    assert probes["supervised"]["feature_dim"] == 24  # the ceiling is the same point encoder
     assert probes["3d"]["labelled_points"]["train_fitted"] == 3 * 150  # --probe-points per train scene
     assert probes["3d"]["head"]["batch_size"] == 64
     assert probes["3d"]["feature_dim"] == 24 and probes["2d"]["feature_dim"] == 32
@@ -49,9 +50,9 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["row"] for r in rows] == list(ROW_KEYS)
-    assert float(rows[-1]["miou_mean"]) == pytest.approx(probes["joint"]["miou"], abs=1e-6)
+    assert float(rows[-1]["miou_mean"]) == pytest.approx(probes["supervised"]["miou"], abs=1e-6)
     md = (out / "results.md").read_text()
-    assert "joint (Concerto)" in md and "concerto3d ablate" in md and "--steps 2" in md
+    assert "joint (Concerto)" in md and "supervised ceiling" in md and "supervised > 3d" in md and "concerto3d ablate" in md and "--steps 2" in md
     assert (out / "results.png").stat().st_size > 1000
 
     # resume: nothing is retrained or re-probed when everything is there
@@ -88,8 +89,8 @@ def test_ablation_end_to_end_then_resume_without_retraining(tiny_data, tmp_path,
     # so is the same command once a package default has changed (the digest of the whole training config)
     real_config = AblationSettings.train_config
 
-    def other_default(settings, objective, seed, extra=()):
-        cfg = real_config(settings, objective, seed, extra)
+    def other_default(settings, objective, seed, extra=(), data=None):
+        cfg = real_config(settings, objective, seed, extra, data)
         cfg.objective.max_distill_points += 1
         return cfg
 
