@@ -18,7 +18,7 @@ channels, so one model serves every setting and a checkpoint's input layer never
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
@@ -100,7 +100,10 @@ class TrainBatch(_TensorFields):
         images_teacher: (F, 3, H, W) float32, another photometric augmentation of the same images.
         image_crop: (F,) long, crop each image belongs to.
         corr: (M, 4) long rows (image 0..F-1, u = column, v = row, crop point 0..sum(crop sizes)-1).
-        labels: (sum of crop sizes,) long, segment20 per crop point, -1 = ignore (monitoring / probing only).
+        labels: (sum of crop sizes,) long, segment20 per crop point, -1 = ignore (monitoring, and the targets of
+            the supervised objective).
+        image_features: (F, Hp, Wp, C) float32, a frozen image encoder's cached patch features of the images (as
+            stored, before augmentation), or an empty tensor when the dataset reads no cache.
     """
 
     crop_offsets: Tensor
@@ -111,6 +114,7 @@ class TrainBatch(_TensorFields):
     image_crop: Tensor
     corr: Tensor
     labels: Tensor
+    image_features: Tensor = field(default_factory=lambda: torch.zeros(0))
 
     @property
     def num_crops(self) -> int:
@@ -128,6 +132,7 @@ class CropSample(_TensorFields):
         corr: (m, 4) long rows (image 0..f-1, u, v, crop point 0..n-1).
         centre: (3,) float32, world coordinates of the crop centre (``coord`` is relative to it).
         scene: the scene folder's name.
+        image_features: (f, Hp, Wp, C) float32 cached patch features of the images, or empty (no cache).
     """
 
     labels: Tensor
@@ -138,6 +143,7 @@ class CropSample(_TensorFields):
     corr: Tensor
     centre: Tensor
     scene: str = ""
+    image_features: Tensor = field(default_factory=lambda: torch.zeros(0))
 
     @property
     def num_points(self) -> int:
@@ -196,4 +202,6 @@ def collate_scenes(samples: Sequence[CropSample]) -> TrainBatch:
         images_teacher=torch.cat([s.images_teacher for s in samples]),
         image_crop=torch.repeat_interleave(torch.arange(len(samples)), num_images),
         corr=torch.cat(corr),
-        labels=torch.cat([s.labels for s in samples]))
+        labels=torch.cat([s.labels for s in samples]),
+        image_features=(torch.cat([s.image_features for s in samples])
+                        if all(s.image_features.dim() == 4 for s in samples) else torch.zeros(0)))

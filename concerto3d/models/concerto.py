@@ -142,7 +142,8 @@ class ConcertoModel(nn.Module):
         point_encoder: the student :class:`PointEncoder` (None for the ``2d`` objective).
         image_encoder: the student :class:`ImageEncoder` (None for the ``3d`` objective).
         heads: ``nn.ModuleDict`` of the student's heads: ``point_distill`` / ``image_distill`` (prototype head for
-            Sinkhorn / DINO, projection head for contrast, projection + predictor for MSE), ``point_proj`` and ``image_proj`` (cross-modal projections).
+            Sinkhorn / DINO, projection head for contrast, projection + predictor for MSE), ``point_proj`` and
+            ``image_proj`` (cross-modal projections).
         teacher: ``nn.ModuleDict`` with the EMA copies (``point_encoder`` + ``point_distill``, or ``image_encoder``
             + ``image_distill`` for ``2d``); no gradients; the trainer updates it with ``training.ema.ema_update`` on
             each pair of :meth:`ema_pairs`.
@@ -319,7 +320,10 @@ class ConcertoModel(nn.Module):
         if batch.images.size(0) == 0 or batch.corr.size(0) == 0:
             return {"loss_dense": zero, "loss_scene": zero, "patches": torch.zeros((), device=point_feat.device)}
         view = batch.view_student
-        patch_grid = self.image_encoder(batch.images).patch_grid  # (F, Hp, Wp, C)
+        if self.frozen_image_target and batch.image_features.size(0) == batch.images.size(0):
+            patch_grid = batch.image_features  # the frozen encoder's cached output (the dataset's feature cache)
+        else:
+            patch_grid = self.image_encoder(batch.images).patch_grid  # (F, Hp, Wp, C)
         image_size = tuple(batch.images.shape[-2:])
         corr_point, corr_key = ops.correspondence_patch_keys(batch.corr, image_size, self.image_encoder.patch_size)
         # crop point -> row of the student view (-1 where the view dropped the point)
@@ -368,17 +372,23 @@ class ConcertoModel(nn.Module):
 
     @torch.no_grad()
     def _stats(self, feat: Tensor, matched: int, points: int) -> dict[str, Tensor]:
-        rows = feat.detach()
-        if rows.size(0) > _STATS_ROWS:  # evenly spaced rows: deterministic, no RNG draw
-            rows = rows[torch.linspace(0, rows.size(0) - 1, _STATS_ROWS, device=rows.device).long()]
-        rows = rows.float()
-        device = feat.device
-        return {
-            "feat_std": objectives.feature_std(rows) if rows.size(0) >= 2 else torch.zeros((), device=device),
-            "feat_rank": objectives.effective_rank(rows - rows.mean(dim=0)),  # centred: a shared offset is no rank
-            "matched": torch.tensor(float(matched), device=device),
-            "points": torch.tensor(float(points), device=device),
-        }
+        return feature_stats(feat, matched, points)
+
+
+def feature_stats(feat: Tensor, matched: int, points: int) -> dict[str, Tensor]:
+    """Collapse monitors of a step's (N, C) student features: ``feat_std``, ``feat_rank`` (of at most
+    ``_STATS_ROWS`` evenly spaced rows), and the counts ``matched`` and ``points``, as scalar tensors."""
+    rows = feat.detach()
+    if rows.size(0) > _STATS_ROWS:  # evenly spaced rows: deterministic, no RNG draw
+        rows = rows[torch.linspace(0, rows.size(0) - 1, _STATS_ROWS, device=rows.device).long()]
+    rows = rows.float()
+    device = feat.device
+    return {
+        "feat_std": objectives.feature_std(rows) if rows.size(0) >= 2 else torch.zeros((), device=device),
+        "feat_rank": objectives.effective_rank(rows - rows.mean(dim=0)),  # centred: a shared offset is no rank
+        "matched": torch.tensor(float(matched), device=device),
+        "points": torch.tensor(float(points), device=device),
+    }
 
 
 def _split_last_linear(head: nn.Module) -> tuple[nn.Module, nn.Module]:

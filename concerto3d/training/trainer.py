@@ -166,6 +166,21 @@ def _check_data(dataset, cfg: TrainConfig, info: ddp.DistInfo) -> None:
                          f"{len(dataset)} (add scenes, lower batch_size, or raise data.loop)", dataset.root)
 
 
+def _use_feature_cache(image_encoder, dataset, cfg: TrainConfig, info: ddp.DistInfo) -> None:
+    """Cache the frozen image encoder's patch features of the training scenes' frames (the main process writes
+    them, the others wait) and have the dataset hand them out instead of running the encoder every step."""
+    from concerto3d.inference.feature_cache import encoder_digest, ensure_feature_cache
+
+    scenes = [dataset.root / name for name in dataset.scenes]
+    if info.is_main:
+        tic = time.perf_counter()
+        digest = ensure_feature_cache(image_encoder, scenes, cfg.data.image_size)
+        logger.info("frozen image features: cache %s for %d scene(s) ready in %.1f s", digest, len(scenes),
+                    time.perf_counter() - tic)
+    ddp.barrier()
+    dataset.use_feature_cache(encoder_digest(image_encoder, cfg.data.image_size))
+
+
 def _resume_state(run_dir: Path, resume: bool):
     """The checkpoint to resume from (or None), refusing to overwrite a run that has checkpoints."""
     if not resume:
@@ -196,7 +211,7 @@ def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
 
 def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
           on_step_end: Callable[[int, dict], None] | None = None, progress: bool = True) -> TrainResult:
-    """Train a :class:`concerto3d.models.concerto.ConcertoModel` on preprocessed scenes.
+    """Train the model of ``cfg.objective.kind`` (:func:`concerto3d.models.build.build_model`) on preprocessed scenes.
 
     Args:
         cfg: the merged config (defaults + YAML + overrides).
@@ -213,7 +228,8 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
     from tqdm import tqdm
 
     from concerto3d.data.dataset import SceneDataset
-    from concerto3d.models.concerto import ConcertoModel, StepState
+    from concerto3d.models.build import build_model
+    from concerto3d.models.concerto import StepState
     from concerto3d.inference import load_image_backbone, save_model
 
     run_dir = ensure_output_dir(run_dir, "run folder")  # unwritable: fail before data and model are built
@@ -225,7 +241,9 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
         dataset = SceneDataset(data_root, split=cfg.split, config=cfg.data)
         _check_data(dataset, cfg, info)
-        model = ConcertoModel(cfg, resolve_backbone=load_image_backbone).to(device)
+        model = build_model(cfg, resolve_backbone=load_image_backbone).to(device)
+        if getattr(model, "frozen_image_target", False) and cfg.objective.frozen_feature_cache:
+            _use_feature_cache(model.image_encoder, dataset, cfg, info)
         optimizer = build_optimizer(model, cfg.optim)
         schedules = build_schedules(cfg.optim, cfg.steps)
         state = _resume_state(run_dir, resume)

@@ -125,3 +125,16 @@ def test_cli_train_2d_objective_and_bad_override(tiny_data, tiny_overrides, tmp_
     assert out.shape == (1, 2, 3, 32)
     code = main(["train", str(tiny_data), "--out", str(tmp_path / "bad"), "optim.lrr=1"])
     assert code == 2 and "did you mean optim.lr" in capsys.readouterr().err
+
+
+def test_cli_train_supervised_objective_saves_a_point_encoder_that_fits_the_labels(tiny_data, tiny_overrides,
+                                                                                   tmp_path):
+    code = main(["train", str(tiny_data), "--out", str(tmp_path / "run"), "--objective", "supervised", "--steps",
+                 "12", *tiny_overrides])
+    assert code == 0
+    rows = read_metrics(tmp_path / "run")
+    assert [int(r["step"]) for r in rows] == list(range(12)) and all("accuracy" in r for r in rows)
+    assert rows[-1]["loss_supervised"] < rows[0]["loss_supervised"]  # the labels are being learned
+    model = load_model(tmp_path / "run")
+    assert model.config["objective"] == "supervised" and model.image_encoder is None
+    assert model.embed(np.random.default_rng(0).uniform(size=(64, 3)).astype(np.float32)).shape == (64, 32)

@@ -99,15 +99,16 @@ def ordering_checks(stats: Sequence[RowStats], pairs: Sequence[tuple[str, str]] 
         stats: rows from :func:`aggregate`.
         pairs: (better, worse) row keys; default: each neighbouring pair of the paper's ordering
             (:data:`~concerto3d.evaluation.ablation.settings.PAPER_ORDER`), plus joint > 3d, joint > 2d and
-            joint > random, and 3d > random (the self-supervised 3D objective teaches more than the architecture
-            gives untrained).
+            joint > random, 3d > random (the self-supervised 3D objective teaches more than the architecture
+            gives untrained), and supervised > joint, supervised > 3d (the ceiling is above the rows it bounds).
     Returns:
         one :class:`OrderingCheck` per pair whose rows are both present; ``holds`` when the mean difference
         exceeds the larger standard deviation of the two rows (and is positive).
     """
     if pairs is None:
         pairs = list(zip(PAPER_ORDER[:-1], PAPER_ORDER[1:])) + [("joint", "3d"), ("joint", "2d"), ("joint", "random"),
-                                                                   ("3d", "random")]
+                                                                   ("3d", "random"), ("supervised", "joint"),
+                                                                   ("supervised", "3d")]
     by_key = {s.key: s for s in stats}
     checks, seen = [], set()
     for better, worse in pairs:
@@ -204,8 +205,9 @@ def _bar_chart(path: Path, stats: Sequence[RowStats]) -> None:
     x = np.arange(len(stats))
     means = [100 * s.miou_mean for s in stats]
     stds = [100 * s.miou_std for s in stats]
-    ax.bar(x, means, yerr=stds, capsize=4, color=["#999999", "#4c72b0", "#55a868", "#8172b2", "#c44e52"][:len(x)]
-           if len(x) <= 5 else None)
+    palette = {"random": "#999999", "2d": "#4c72b0", "3d": "#55a868", "concat": "#8172b2", "joint": "#c44e52",
+               "supervised": "#dd8452"}
+    ax.bar(x, means, yerr=stds, capsize=4, color=[palette.get(s.key, "#777777") for s in stats])
     for i, s in enumerate(stats):
         for m in s.miou:
             ax.plot(i, 100 * m, "k.", ms=4)
