@@ -178,12 +178,24 @@ def bench_train(repeats: int, clouds: int, points: int, joint_steps: int) -> dic
               "reference_points_per_s": round(n / t["reference"][0]),
               "train_vs_reference": round(t["reference"][0] / t["concerto3d"][0], 3)}
     if joint_steps:
-        from train import bench_config, bench_model_step
+        from train import bench_config, bench_model_step, frozen_target_overrides
 
-        joint = bench_model_step(bench_config(["device=cpu"]), torch.device("cpu"), joint_steps)
+        cpu = torch.device("cpu")
+        joint = bench_model_step(bench_config(["device=cpu"]), cpu, joint_steps)
+        step_3d = bench_model_step(bench_config(["device=cpu", "objective.kind=3d"]), cpu, joint_steps)
+        with tempfile.TemporaryDirectory() as folder:
+            frozen = frozen_target_overrides(folder, bench_config(["device=cpu"]))
+            cached = bench_model_step(bench_config(["device=cpu", *frozen]), cpu, joint_steps, cached_target=True)
         rows.append(f"joint training step (default config, {joint['points_per_step']} student points): "
                     f"{joint['s_per_step']:.2f} s, {joint['cpu_s_per_step']:.2f} s CPU")
-        result.update(joint_step_s=joint["s_per_step"], joint_step_cpu_s=joint["cpu_s_per_step"])
+        ratio = cached["cpu_s_per_step"] / step_3d["cpu_s_per_step"]
+        rows.append(f"3d step {step_3d['s_per_step']:.2f} s ({step_3d['cpu_s_per_step']:.2f} s CPU); joint step "
+                    f"with a frozen target's cached features {cached['s_per_step']:.2f} s "
+                    f"({cached['cpu_s_per_step']:.2f} s CPU): {ratio:.2f}x the 3d step in CPU time (target <= 1.2)")
+        result.update(joint_step_s=joint["s_per_step"], joint_step_cpu_s=joint["cpu_s_per_step"],
+                      step_3d_s=step_3d["s_per_step"], step_3d_cpu_s=step_3d["cpu_s_per_step"],
+                      joint_cached_step_s=cached["s_per_step"], joint_cached_step_cpu_s=cached["cpu_s_per_step"],
+                      joint_cached_vs_3d=round(ratio, 3))
     return {"rows": rows, **result}
 
 

@@ -63,16 +63,33 @@ def synthetic_batch(cfg, seed: int = 0):
         labels=torch.zeros(b * n, dtype=torch.long))
 
 
-def bench_model_step(cfg, device: torch.device, steps: int, warmup: int = 1) -> dict:
-    """Time forward + backward + AdamW + EMA on in-memory batches; returns points/s and seconds per step."""
-    from concerto3d.models.concerto import ConcertoModel, StepState
+def frozen_target_overrides(folder: str, cfg) -> list[str]:
+    """Save an image encoder of ``cfg``'s architecture as a Hugging Face folder and return the overrides that make
+    it the joint objective's frozen target (the setting of a DINOv2 target, at this package's ViT size)."""
+    from concerto3d.models.image_encoder import ImageEncoder
+
+    torch.manual_seed(0)
+    ImageEncoder(cfg.image_encoder).backbone.save_pretrained(folder)
+    return [f"image_encoder.pretrained_path={folder}", "image_encoder.freeze=true"]
+
+
+def bench_model_step(cfg, device: torch.device, steps: int, warmup: int = 1, cached_target: bool = False) -> dict:
+    """Time forward + backward + AdamW + EMA on in-memory batches; returns points/s and seconds per step.
+
+    ``cached_target``: a frozen image target's patch features come with the batch, as the trainer's feature cache
+    gives them (``TrainBatch.image_features``), instead of running the encoder in the step."""
+    from concerto3d.models.build import build_model
+    from concerto3d.models.concerto import StepState
     from concerto3d.training.ema import ema_update
     from concerto3d.training.trainer import build_optimizer
 
     torch.manual_seed(0)
-    model = ConcertoModel(cfg).to(device).train()
+    model = build_model(cfg).to(device).train()
     optimizer = build_optimizer(model, cfg.optim)
     batch = synthetic_batch(cfg).to(device)
+    if cached_target:
+        with torch.no_grad():
+            batch.image_features = model.image_encoder(batch.images).patch_grid.float()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.amp)
     times, cpu_times = [], []
     for i in range(warmup + steps):

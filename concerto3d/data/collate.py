@@ -8,7 +8,9 @@ sample's image offset, so they address the concatenated crop points and images.
 
 Point features (``PointView.feat``, always :data:`FEATURE_CHANNELS` = 9 channels)::
 
-    feat[:, 0:3]  xyz relative to the crop centre, after augmentation (the same numbers as ``coord``)
+    feat[:, 0:3]  position: (0, 0, height above the scene's floor) with ``position_feature="height"`` (the
+                  default), or xyz relative to the crop centre with ``"xyz"``; after augmentation, the same
+                  numbers as ``coord`` (whose origin is then the floor below the crop's centre, resp. its centre)
     feat[:, 3:6]  colour scaled to [-1, 1]; zeros when colour is not used or was dropped by augmentation
     feat[:, 6:9]  unit normal; zeros when normals are not used or were dropped
 
@@ -37,10 +39,24 @@ def feature_channels(use_color: bool = True, use_normal: bool = True) -> int:
     return FEATURE_CHANNELS
 
 
-def point_features(cloud: PointCloud, use_color: bool = True, use_normal: bool = True) -> np.ndarray:
-    """(N, 9) float32 features of a (crop-centred, augmented) cloud in the layout of the module docstring."""
+POSITION_FEATURES = ("height", "xyz")
+
+
+def point_features(cloud: PointCloud, use_color: bool = True, use_normal: bool = True,
+                   position: str = "xyz") -> np.ndarray:
+    """(N, 9) float32 features of a (crop-centred, augmented) cloud in the layout of the module docstring.
+
+    ``position="height"``: the cloud's z is the height above the floor and x, y are left out (zeros): where a point
+    lies horizontally says nothing of what it is, and a whole room at inference spans far more x, y than a training
+    crop (the position shortcut). ``"xyz"``: the crop-centred coordinates, the former input.
+    """
+    if position not in POSITION_FEATURES:
+        raise ValueError(f"position: expected one of {POSITION_FEATURES}, got {position!r}")
     feat = np.zeros((len(cloud), FEATURE_CHANNELS), dtype=np.float32)
-    feat[:, FEATURE_SLICES["xyz"]] = cloud.coord
+    if position == "xyz":
+        feat[:, FEATURE_SLICES["xyz"]] = cloud.coord
+    else:
+        feat[:, 2] = cloud.coord[:, 2]
     if use_color and cloud.has_color:
         feat[:, FEATURE_SLICES["color"]] = cloud.color * 2.0 - 1.0
     if use_normal and cloud.has_normal:
@@ -130,7 +146,8 @@ class CropSample(_TensorFields):
         view_student, view_teacher: :class:`PointView` with ``batch`` all zeros and ``index`` in 0..n-1.
         images, images_teacher: (f, 3, H, W) float32 normalised (f may be 0).
         corr: (m, 4) long rows (image 0..f-1, u, v, crop point 0..n-1).
-        centre: (3,) float32, world coordinates of the crop centre (``coord`` is relative to it).
+        centre: (3,) float32, world coordinates of the origin ``coord`` is relative to: the crop's box centre, its z
+            the scene's floor with ``position_feature="height"``.
         scene: the scene folder's name.
         image_features: (f, Hp, Wp, C) float32 cached patch features of the images, or empty (no cache).
     """
@@ -150,12 +167,13 @@ class CropSample(_TensorFields):
         return len(self.labels)
 
 
-def make_view(cloud: PointCloud, use_color: bool = True, use_normal: bool = True) -> PointView:
+def make_view(cloud: PointCloud, use_color: bool = True, use_normal: bool = True,
+              position: str = "xyz") -> PointView:
     """A :class:`PointView` of one crop (``batch`` zeros) from an augmented cloud whose index map points into the
     crop."""
     return PointView(
         coord=torch.from_numpy(np.ascontiguousarray(cloud.coord, dtype=np.float32)),
-        feat=torch.from_numpy(point_features(cloud, use_color, use_normal)),
+        feat=torch.from_numpy(point_features(cloud, use_color, use_normal, position)),
         batch=torch.zeros(len(cloud), dtype=torch.long),
         index=torch.from_numpy(np.ascontiguousarray(cloud.index, dtype=np.int64)))
 

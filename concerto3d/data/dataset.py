@@ -57,6 +57,9 @@ class DataConfig:
         grid_size: metres; > 0 keeps one random point per grid cell of the crop (0 = off).
         crop_shape: "sphere" (nearest points) or "box" (a vertical square column).
         use_color, use_normal: whether the features carry colour / normals (else those channels are zero).
+        position_feature: ``height`` (default): the position channels hold only the height above the scene's
+            floor (its lowest point); ``xyz``: crop-centred x, y, z (lets features follow where a point is in the
+            room, not what it is; ``data/collate.py``).
         loop: samples per scene per epoch (each a different random crop).
         seed: base seed of the per-sample random generators.
     Point augmentation (per view; ``augment=False`` turns every augmentation off, e.g. for evaluation):
@@ -84,6 +87,7 @@ class DataConfig:
     crop_shape: Literal["sphere", "box"] = "sphere"
     use_color: bool = True
     use_normal: bool = True
+    position_feature: Literal["height", "xyz"] = "height"
     loop: int = 1
     seed: int = 0
     augment: bool = True
@@ -186,6 +190,7 @@ class SceneCrop:
         images: (f, H, W, 3) uint8 at ``config.image_size``.
         corr: (m, 4) int64 rows (image 0..f-1, u, v, crop point 0..n-1), pixels at ``config.image_size``.
         centre: (3,) float32, centre of the crop's bounding box.
+        floor: the scene's floor height (its lowest z), metres.
     """
 
     scene: str
@@ -198,6 +203,7 @@ class SceneCrop:
     images: np.ndarray
     corr: np.ndarray
     centre: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    floor: float = 0.0
 
 
 def with_image_geometry(config: DataConfig, root: str | Path | None, split: str | None = "train") -> DataConfig:
@@ -371,7 +377,7 @@ class SceneDataset(torch.utils.data.Dataset):
         return SceneCrop(scene=name, point_index=rows, coord=crop_coord,
                          color=arrays["color.npy"].astype(np.uint8), normal=arrays["normal.npy"].astype(np.float32),
                          segment20=arrays["segment20.npy"].astype(np.int64), frame_index=frames, images=images,
-                         corr=crop_corr, centre=centre)
+                         corr=crop_corr, centre=centre, floor=float(coord[:, 2].min()))
 
     # -- sample ------------------------------------------------------------------------------------------------
     def __getitem__(self, index: int) -> CropSample:
@@ -380,7 +386,10 @@ class SceneDataset(torch.utils.data.Dataset):
         cfg = self.config
         rng = self.rng(index)
         crop = self.load_crop(index, rng)
-        base = PointCloud.from_arrays(crop.coord - crop.centre, crop.color if cfg.use_color else None,
+        origin = crop.centre.copy()
+        if cfg.position_feature == "height":  # z measured from the floor: coord z is the height channel
+            origin[2] = crop.floor
+        base = PointCloud.from_arrays(crop.coord - origin, crop.color if cfg.use_color else None,
                                       crop.normal if cfg.use_normal else None)
         student = self.point_transform(base, rng)
         teacher = self.point_transform(base, rng)
@@ -399,11 +408,11 @@ class SceneDataset(torch.utils.data.Dataset):
         images_teacher = [self.image_transform(x, rng) for x in plain]
         return CropSample(
             labels=torch.from_numpy(crop.segment20),
-            view_student=make_view(student, cfg.use_color, cfg.use_normal),
-            view_teacher=make_view(teacher, cfg.use_color, cfg.use_normal),
+            view_student=make_view(student, cfg.use_color, cfg.use_normal, cfg.position_feature),
+            view_teacher=make_view(teacher, cfg.use_color, cfg.use_normal, cfg.position_feature),
             images=torch.stack(images) if images else torch.zeros((0, 3, h, w)),
             images_teacher=torch.stack(images_teacher) if images_teacher else torch.zeros((0, 3, h, w)),
             corr=torch.from_numpy(crop.corr),
-            centre=torch.from_numpy(crop.centre),
+            centre=torch.from_numpy(origin),
             scene=crop.scene,
             image_features=features)

@@ -60,11 +60,12 @@ class PretrainedModel(nn.Module):
               margin: float = DEFAULT_TILE_MARGIN) -> np.ndarray:
         """Per-point features of one point cloud from the point encoder, in the input's order.
 
-        The cloud is centred on its bounding box (as training crops are); with the model's ``grid_size`` > 0 it
+        The cloud is centred on its bounding box (as training crops are; its z measured from its lowest point when
+        the model takes the height above the floor as its position input); with the model's ``grid_size`` > 0 it
         is encoded at one point per grid cell and every point gets its cell's feature. A cloud of at most
         ``tile_points`` encoded points goes through the encoder at once; a larger one is cut into spatial tiles
         (:func:`spatial_tiles`): each tile is encoded with a context margin of ``margin`` metres around it,
-        centred on its own bounding box, and gives the features of the points of its core. Peak memory is then
+        centred horizontally on its own bounding box, and gives the features of the points of its core. Peak memory is then
         that of one ``tile_points`` cloud, plus the (N, C) result.
 
         Args:
@@ -93,11 +94,14 @@ class PretrainedModel(nn.Module):
         if int(tile_points) < 16 or not margin >= 0:
             raise ValueError(f"embed: expected tile_points >= 16 and margin >= 0, got {tile_points} and {margin}")
         use = self.config.get("input", {})
+        position = use.get("position_feature", "xyz")  # model folders from before it was recorded took xyz
         centre = (points.min(axis=0) + points.max(axis=0)) / 2
-        cloud = PointCloud.from_arrays(points - centre, colors, normals)
-        feat = point_features(cloud, use.get("use_color", True), use.get("use_normal", True))
+        if position == "height":
+            centre[2] = points[:, 2].min()  # heights above the cloud's lowest point, as above a scene's floor
+        coord = (points - centre).astype(np.float32)
+        cloud = PointCloud.from_arrays(coord, colors, normals)
+        feat = point_features(cloud, use.get("use_color", True), use.get("use_normal", True), position)
         del cloud
-        coord = feat[:, :3]  # the centred coordinates (the first feature channels)
         inverse = None
         grid = float(use.get("grid_size", 0.0) or 0.0)
         if grid > 0:  # encode one point per cell: the first of each
@@ -112,8 +116,11 @@ class PretrainedModel(nn.Module):
             tile_coord, tile_feat = coord[context], feat[context]
             if len(tiles) > 1:  # a tile is centred on its own bounding box, as a training crop is
                 shift = (tile_coord.min(axis=0) + tile_coord.max(axis=0)) / 2
+                if position == "height":
+                    shift[2] = 0.0  # heights stay measured from the whole cloud's floor
                 tile_coord = tile_coord - shift
-                tile_feat[:, :3] = tile_coord
+                if position == "xyz":
+                    tile_feat[:, :3] = tile_coord
             out[core] = self._encode(tile_coord, tile_feat)[np.searchsorted(context, core)]
         return out if inverse is None else out[inverse]
 

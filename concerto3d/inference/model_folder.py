@@ -4,8 +4,8 @@ Layout (docs/architecture.md, "Trained model folder")::
 
     RUN/model/config.json                 {"format": 1, "point_encoder": {...} | null, "image_encoder": {...} | null,
                                            "proj_dim": 256, "input": {"use_color", "use_normal", "grid_size",
-                                           "feature_channels": 9}, "objective": "joint", "weights": "student",
-                                           "steps": N}
+                                           "feature_channels": 9, "position_feature"}, "objective": "joint",
+                                           "weights": "student", "steps": N}
     RUN/model/point_encoder.safetensors   absent for the 2d objective (no point encoder)
     RUN/model/image_encoder.safetensors   absent for the 3d objective (no image encoder)
 
@@ -92,7 +92,8 @@ def save_model(model, cfg, run_dir: str | os.PathLike, weights: str = "student",
         else None,  # the encoder's own config: its image and patch size as filled in from the data
         "proj_dim": cfg.objective.proj_dim,
         "input": {"use_color": cfg.data.use_color, "use_normal": cfg.data.use_normal,
-                  "grid_size": cfg.data.grid_size, "feature_channels": 9},
+                  "grid_size": cfg.data.grid_size, "feature_channels": 9,
+                  "position_feature": cfg.data.position_feature},
         "objective": cfg.objective.kind,
         "weights": weights,
         "steps": steps,

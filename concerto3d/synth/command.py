@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth-size", type=_size, default=(640, 480), metavar="WxH",
                         help="depth image size (default 640x480, as ScanNet)")
     parser.add_argument("--workers", type=int, default=1, help="scenes generated in parallel (default 1)")
+    parser.add_argument("--full-mesh", action="store_true",
+                        help="write every surface of each room; by default the mesh holds only what the frames saw, "
+                             "as a reconstruction from them would")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError("output must be a folder, found a file", args.out)
     summary = generate_dataset(args.out, args.scenes, args.frames, args.seed, color_size=args.color_size,
-                               depth_size=args.depth_size, workers=args.workers)
+                               depth_size=args.depth_size, workers=args.workers, full_mesh=args.full_mesh)
     print(f"synth: {len(summary['scenes'])} scenes ({len(summary['train'])} train, {len(summary['val'])} val), "
-          f"{summary['frames']} frames, {summary['vertices'] / 1e6:.2f} M vertices, "
+          f"{summary['frames']} frames, {summary['vertices'] / 1e6:.2f} M vertices "
+          f"({100 * summary['observed']:.0f} % of the rooms' surfaces seen), "
           f"{len(summary['categories'])} categories in {summary['seconds']:.1f} s "
           f"({summary['seconds_per_frame']:.2f} s/frame rendering) -> {summary['out']}")
     return 0

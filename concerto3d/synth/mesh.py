@@ -40,6 +40,46 @@ class DenseMesh:
     object_index: np.ndarray
     segment: np.ndarray
 
+    def observed(self, seen: np.ndarray) -> "DenseMesh":
+        """The part of the mesh a scan of it would hold: the triangles whose three vertices are ``seen`` (N,) bool,
+        and the vertices they use, renumbered in their order; segment ids are renumbered densely too."""
+        seen = np.asarray(seen, dtype=bool)
+        if seen.shape != (len(self.vertices),):
+            raise ValueError(f"observed: expected ({len(self.vertices)},) bool, got shape {seen.shape}")
+        faces = self.faces[seen[self.faces].all(axis=1)]
+        keep = np.zeros(len(self.vertices), dtype=bool)
+        keep[faces.reshape(-1)] = True
+        new_index = np.cumsum(keep) - 1
+        _, segment = np.unique(self.segment[keep], return_inverse=True)
+        return DenseMesh(vertices=self.vertices[keep], normals=self.normals[keep], colors=self.colors[keep],
+                         faces=new_index[faces].astype(np.int32), object_index=self.object_index[keep],
+                         segment=segment.reshape(-1).astype(np.int32))
+
+
+def seen_by_depth(vertices: np.ndarray, camera_to_world: np.ndarray, K: np.ndarray, depth_mm: np.ndarray,
+                  abs_tol: float = 0.05, rel_tol: float = 0.02) -> np.ndarray:
+    """Which vertices a depth frame sees: in front of the camera, inside the image, and within
+    ``abs_tol + rel_tol * depth`` of the depth measured at their pixel (missing depth sees nothing), the depth test
+    of preprocessing's correspondences.
+
+    Args:
+        vertices: (N, 3) world metres; camera_to_world: (4, 4), OpenCV camera axes; K: (3, 3) for the depth image;
+        depth_mm: (H, W) uint16 millimetres, 0 = missing.
+    Returns:
+        (N,) bool.
+    """
+    world_to_camera = np.linalg.inv(camera_to_world)
+    cam = vertices.astype(np.float64) @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    z = cam[:, 2]
+    front = z > 1e-6
+    u = np.floor(K[0, 0] * cam[:, 0] / np.where(front, z, 1.0) + K[0, 2] + 0.5).astype(np.int64)
+    v = np.floor(K[1, 1] * cam[:, 1] / np.where(front, z, 1.0) + K[1, 2] + 0.5).astype(np.int64)
+    h, w = depth_mm.shape
+    inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    measured = np.zeros(len(vertices))
+    measured[inside] = depth_mm[v[inside], u[inside]] / 1000.0
+    return inside & (measured > 0) & (np.abs(z - measured) <= abs_tol + rel_tol * measured)
+
 
 def material_table(scene: Scene) -> MaterialTable:
     """The materials of ``scene.parts()`` as arrays (part index = position in that list)."""

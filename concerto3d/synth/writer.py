@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from concerto3d.io.atomic import atomic_folder
-from concerto3d.synth.mesh import DenseMesh, build_mesh
+from concerto3d.synth.mesh import DenseMesh, build_mesh, seen_by_depth
 from concerto3d.synth.render import Renderer, camera_path, scannet_intrinsics
 from concerto3d.synth.room import sample_scene
 from concerto3d.synth.scene import CATEGORY_NYU40, Scene
@@ -93,11 +93,16 @@ def _write_annotations(folder: Path, name: str, scene: Scene, mesh: DenseMesh) -
 
 
 def generate_scene(scans: str | os.PathLike, index: int, seed: int, num_frames: int,
-                   color_size: tuple[int, int] = (1296, 968), depth_size: tuple[int, int] = (640, 480)) -> dict:
+                   color_size: tuple[int, int] = (1296, 968), depth_size: tuple[int, int] = (640, 480),
+                   full_mesh: bool = False) -> dict:
     """Generate, render and write one scene as ``scans/scene<index>_00``.
 
+    The mesh written is the part of the room the frames saw (``DenseMesh.observed`` of the vertices that pass the
+    depth test of some frame), as a reconstruction from those frames would hold; ``full_mesh`` writes every surface.
+
     Returns:
-        a summary: name, vertices, faces, frames, categories present, seconds.
+        a summary: name, vertices, faces, frames, categories present, ``observed`` (the fraction of the full mesh's
+        vertices some frame saw), seconds.
     """
     start = time.perf_counter()
     name = scene_name(index)
@@ -108,17 +113,22 @@ def generate_scene(scans: str | os.PathLike, index: int, seed: int, num_frames: 
     poses = camera_path(scene, num_frames, rng)
 
     scans = Path(scans)
+    full = len(mesh.vertices)
     with atomic_folder(scans / name) as tmp:  # never leave a half-written scene for a reader to find
-        render_seconds = _write_scene(tmp, name, scene, mesh, renderer, poses, seed, index, color_size, depth_size)
+        render_seconds, mesh, observed = _write_scene(tmp, name, scene, mesh, renderer, poses, seed, index,
+                                                      color_size, depth_size, full_mesh)
     return {"name": name, "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
+            "observed": round(observed / max(full, 1), 4),
             "frames": int(len(poses)), "categories": sorted({o.category for o in scene.objects}),
             "dropped": list(scene.dropped), "render_seconds": render_seconds,
             "seconds": time.perf_counter() - start}
 
 
 def _write_scene(tmp: Path, name: str, scene: Scene, mesh: DenseMesh, renderer: Renderer, poses: np.ndarray,
-                 seed: int, index: int, color_size: tuple[int, int], depth_size: tuple[int, int]) -> float:
-    """Render the frames and write every file of one scene into ``tmp``; returns the seconds spent rendering."""
+                 seed: int, index: int, color_size: tuple[int, int], depth_size: tuple[int, int],
+                 full_mesh: bool = False) -> tuple[float, DenseMesh, int]:
+    """Render the frames and write every file of one scene into ``tmp``; returns the seconds spent rendering, the
+    mesh written (the observed part unless ``full_mesh``) and the number of vertices some frame saw."""
     from concerto3d.io import SensWriter, write_color_jpeg, write_depth_png, write_matrix
 
     Kc, Kd = scannet_intrinsics(color_size, "color"), scannet_intrinsics(depth_size, "depth")
@@ -140,6 +150,7 @@ def _write_scene(tmp: Path, name: str, scene: Scene, mesh: DenseMesh, renderer: 
         write_matrix(tmp / "pose" / f"{i}.txt", pose)
 
     render_seconds = 0.0
+    seen = np.zeros(len(mesh.vertices), dtype=bool)
     # One writer thread encodes frame i (JPEG, PNG, zlib release the GIL) while frame i + 1 renders; frames are
     # written in order, and at most one waits, so memory stays at two frames.
     with SensWriter(tmp / f"{name}.sens", header, jpeg_quality=JPEG_QUALITY) as sens, \
@@ -150,15 +161,18 @@ def _write_scene(tmp: Path, name: str, scene: Scene, mesh: DenseMesh, renderer: 
             color = renderer.render_color(pose, Kc, color_size)
             depth = renderer.render_depth(pose, Kd, depth_size, np.random.default_rng([seed, index, 1, i]))
             render_seconds += time.perf_counter() - t0
+            seen |= seen_by_depth(mesh.vertices, pose, Kd, depth)
             if pending is not None:
                 pending.result()
             pending = writer.submit(write_frame, i, pose, color, depth)
         if pending is not None:
             pending.result()
+    if not full_mesh:
+        mesh = mesh.observed(seen)
     _write_annotations(tmp, name, scene, mesh)
     (tmp / f"{name}.txt").write_text(_scene_meta(name, scene, color_size, depth_size, Kc, Kd, len(poses)),
                                      encoding="utf-8")
-    return render_seconds
+    return render_seconds, mesh, int(seen.sum())
 
 
 def _generate_scene_star(args: tuple) -> dict:
@@ -167,7 +181,7 @@ def _generate_scene_star(args: tuple) -> dict:
 
 def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, seed: int,
                      color_size: tuple[int, int] = (1296, 968), depth_size: tuple[int, int] = (640, 480),
-                     workers: int = 1, progress: bool = True) -> dict:
+                     workers: int = 1, progress: bool = True, full_mesh: bool = False) -> dict:
     """Generate ``num_scenes`` synthetic scans in ScanNet's layout under ``out``.
 
     Writes ``out/scans/scene%04d_00/...`` (data/README.md section 1), ``out/scannetv2-labels.combined.tsv`` and
@@ -181,8 +195,10 @@ def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, s
         color_size, depth_size: (width, height) of the colour and depth images.
         workers: processes generating scenes in parallel (the output does not depend on it).
         progress: show a tqdm bar over scenes.
+        full_mesh: write every surface of each room, not only the part its frames saw (:func:`generate_scene`).
     Returns:
-        a summary dict: out, scenes, train, val, frames, vertices (total), categories, seconds,
+        a summary dict: out, scenes, train, val, frames, vertices (total), observed (mean fraction of each room's
+        surface vertices its frames saw), categories, seconds,
         seconds_per_frame (rendering only), per-scene summaries under "per_scene".
     """
     from concerto3d.io import write_label_table, write_split
@@ -196,7 +212,8 @@ def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, s
     out = Path(out)
     scans = out / "scans"
     scans.mkdir(parents=True, exist_ok=True)
-    jobs = [(scans, k, int(seed), int(num_frames), color_size, depth_size) for k in range(int(num_scenes))]
+    jobs = [(scans, k, int(seed), int(num_frames), color_size, depth_size, bool(full_mesh))
+            for k in range(int(num_scenes))]
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), desc="synth", unit="scene", disable=not progress)
@@ -220,6 +237,7 @@ def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, s
     frames = sum(r["frames"] for r in results)
     return {"out": str(out), "scenes": names, "train": train, "val": val, "frames": frames,
             "vertices": sum(r["vertices"] for r in results),
+            "observed": round(sum(r["observed"] for r in results) / len(results), 4),
             "categories": sorted({c for r in results for c in r["categories"]}),
             "seconds": time.perf_counter() - start,
             "seconds_per_frame": sum(r["render_seconds"] for r in results) / max(frames, 1),

@@ -57,7 +57,21 @@ def test_sample_shapes_and_ranges(root):
     for view in (s.view_student, s.view_teacher):
         assert view.coord.shape == (len(view.index), 3) and view.feat.shape == (len(view.index), 9)
         assert view.index.dtype == torch.long and view.index.max() < n and len(view.index) >= 64
-        torch.testing.assert_close(view.feat[:, FEATURE_SLICES["xyz"]], view.coord)
+        assert not view.feat[:, :2].any()  # the default position input: height only, no x, y
+        torch.testing.assert_close(view.feat[:, 2], view.coord[:, 2])
+    s = SceneDataset(root, None, DataConfig(**SMALL, position_feature="xyz"))[0]
+    torch.testing.assert_close(s.view_student.feat[:, FEATURE_SLICES["xyz"]], s.view_student.coord)
+
+
+def test_the_height_channel_is_the_height_above_the_scenes_floor(root):
+    ds = SceneDataset(root, None, DataConfig(**SMALL, augment=False))
+    for i in range(len(ds)):
+        s = ds[i]
+        world_z = s.view_student.coord[:, 2] + s.centre[2]
+        floor = float(np.load(root / ds.scenes[i] / "coord.npy")[:, 2].min())
+        assert float(s.centre[2]) == pytest.approx(floor)
+        torch.testing.assert_close(s.view_student.feat[:, 2], world_z - floor, atol=1e-5, rtol=0)
+        assert float(s.view_student.feat[:, 2].min()) >= -1e-5
 
 
 def test_crop_is_the_nearest_points_and_frames_see_it_most(root):

@@ -161,3 +161,19 @@ def test_embed_command_rejects_bad_input_in_one_line(tmp_path, capsys):
     assert ".npy" in capsys.readouterr().err
     assert main(["embed", str(ply), "--model", str(tmp_path / "norun"), "--out", str(tmp_path / "f.npy")]) == 2
     assert "norun" in capsys.readouterr().err
+
+
+def test_a_model_with_the_height_input_does_not_see_where_the_cloud_lies():
+    """With ``position_feature="height"`` every input is relative (neighbourhoods, heights above the lowest point),
+    so moving the whole cloud changes no feature; with the former xyz input a point's features follow the cloud's
+    extent around it."""
+    height, xyz = tiny_model(), tiny_model()
+    height.config["input"]["position_feature"] = "height"
+    points = room(3000)
+    colors = np.random.default_rng(1).integers(0, 256, (3000, 3)).astype(np.uint8)
+    moved = points + np.float32([37.0, -12.5, 3.0])
+    np.testing.assert_allclose(height.embed(points, colors), height.embed(moved, colors), atol=1e-4)
+    # a part of the room: the same points, the same heights, the same features up to what the lost context changes
+    part = points[:, 0] < 3.0
+    assert np.abs(xyz.embed(points, colors)[part] - xyz.embed(points[part], colors[part])).mean() > \
+        np.abs(height.embed(points, colors)[part] - height.embed(points[part], colors[part])).mean()

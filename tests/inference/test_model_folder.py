@@ -36,7 +36,8 @@ def test_layout_and_config_json(trained):
     assert names == ["config.json", "image_encoder.safetensors", "point_encoder.safetensors"]
     meta = json.loads((run / "model" / "config.json").read_text())
     assert meta["objective"] == "joint" and meta["proj_dim"] == 32 and meta["weights"] == "student"
-    assert meta["input"] == {"use_color": True, "use_normal": True, "grid_size": 0.05, "feature_channels": 9}
+    assert meta["input"] == {"use_color": True, "use_normal": True, "grid_size": 0.05, "feature_channels": 9,
+                             "position_feature": "height"}
     assert meta["point_encoder"]["out_channels"] == 24 and meta["steps"] == 7
 
 

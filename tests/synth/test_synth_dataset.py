@@ -14,6 +14,7 @@ from concerto3d.io import (SensReader, instance_ids, read_aggregation_json, read
 from concerto3d.io.scannet import ScanNetScene, read_scene_meta  # noqa: E402
 from concerto3d.labels import nyu40_to_scannet20  # noqa: E402
 from concerto3d.synth import generate_dataset  # noqa: E402
+from concerto3d.synth.mesh import seen_by_depth  # noqa: E402
 from concerto3d.synth.room import sample_scene  # noqa: E402
 
 COLOR, DEPTH, FRAMES, SEED = (160, 120), (80, 60), 3, 11
@@ -38,7 +39,17 @@ def test_layout_exists_and_parses(dataset):
         nyu40 = read_vertex_labels_ply(d / f"{name}_vh_clean_2.labels.ply")
         segs = read_segs_json(d / f"{name}_vh_clean_2.0.010000.segs.json")
         groups = read_aggregation_json(d / f"{name}.aggregation.json")
-        assert len(mesh.vertices) == len(nyu40) == len(segs) > 3e5
+        assert len(mesh.vertices) == len(nyu40) == len(segs) > 1e4
+        # a scan holds what its frames saw: every vertex passes some frame's depth test, and part of the room
+        # (behind the camera path) is missing
+        Kd = read_intrinsics(d / "intrinsic" / "intrinsic_depth.txt")
+        seen = np.zeros(len(mesh.vertices), bool)
+        for i in range(FRAMES):
+            depth_mm = np.round(read_depth(d / "depth" / f"{i}.png", 1000.0) * 1000).astype(np.uint16)
+            seen |= seen_by_depth(mesh.vertices, read_pose(d / "pose" / f"{i}.txt"), Kd, depth_mm)
+        assert seen.all()
+        scene_summary = next(r for r in summary["per_scene"] if r["name"] == name)
+        assert 0.05 < scene_summary["observed"] < 0.95
         inst = instance_ids(segs, groups)
         assert inst.min() >= 0  # every vertex belongs to an annotated object
         for g in groups:  # an instance's raw label maps, through the table, to its vertices' NYU40 id
