@@ -331,12 +331,16 @@ class ConcertoModel(nn.Module):
         where[view.index] = torch.arange(view.index.numel(), device=point_feat.device)
         view_row = where[corr_point]
         seen = view_row >= 0
-        # Both losses see the point projection only through means (per patch, per crop), and the projection head
-        # ends in a Linear, which commutes with a mean: run the head up to that Linear on the N points, average,
-        # then apply the Linear to the P patch means and B crop means (same numbers up to rounding, a fraction of
-        # the (N, hidden) x (hidden, proj_dim) products forward and backward).
-        project_hidden, project_last = _split_last_linear(self.heads["point_proj"])
-        point_hidden = project_hidden(point_feat)
+        # Both losses see the points only through means (per patch, per crop). pool_then_project (default): the
+        # encoder features are averaged and the whole head maps the P patch and B crop means, as Concerto pools
+        # points onto patches and then predicts. Otherwise each point is projected, then averaged; the head ends in
+        # a Linear, which commutes with a mean, so it runs up to that Linear on the N points and the Linear on the
+        # means (the same numbers up to rounding, cheaper).
+        if obj.pool_then_project:
+            point_hidden, project_last = point_feat, self.heads["point_proj"]
+        else:
+            project_hidden, project_last = _split_last_linear(self.heads["point_proj"])
+            point_hidden = project_hidden(point_feat)
         if self.frozen_image_target:
             patch_proj = patch_grid.detach()
         else:
