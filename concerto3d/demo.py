@@ -19,6 +19,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+MARKER = ".concerto3d-demo"  # written into the demo's folder: --fresh deletes only a folder that holds it
+DEMO_OUTPUTS = ("scans", "preprocessed", "run", "probe.json", "features.png")  # what an earlier demo leaves
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="folder for everything the demo writes (e.g. data/demo)")
@@ -29,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=150, help="joint training steps (default 150)")
     parser.add_argument("--max-points", type=int, default=4096, help="points per training crop (default 4096)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fresh", action="store_true", help="delete OUT first and redo every stage")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete OUT first and redo every stage (only a folder an earlier demo made: it holds "
+                             f"{MARKER})")
 
 
 def _stage(name: str, argv: list[str], done: Path) -> None:
@@ -48,11 +53,25 @@ def _stage(name: str, argv: list[str], done: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from concerto3d.data.scene import split_names
+    from concerto3d.errors import InputError
+    from concerto3d.io.paths import ensure_output_dir
 
     out: Path = args.out
     if args.fresh and out.exists():
+        if not (out / MARKER).is_file():
+            raise InputError(f"--fresh deletes only a folder an earlier demo made (one that holds {MARKER}); this "
+                             "one does not: give a new folder, or delete it yourself", out)
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError("expected a folder for the demo's output, found a file", out)
+    if out.is_dir() and not (out / MARKER).is_file():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_OUTPUTS)
+        if foreign:  # the demo writes only into a new, empty or demo-made folder
+            raise InputError(f"holds files the demo did not make (e.g. {foreign[0]!r}); give a new or empty folder",
+                             out)
+    ensure_output_dir(out, "demo folder")
+    if not (out / MARKER).is_file():
+        (out / MARKER).write_text("made by concerto3d demo; `concerto3d demo OUT --fresh` may delete this folder\n")
     scans, data, run_dir = out / "scans", out / "preprocessed", out / "run"
     probe_json, panel = out / "probe.json", out / "features.png"
     total = time.perf_counter()

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from concerto3d.evaluation.metrics import format_iou_table, json_safe
     from concerto3d.evaluation.probe import run_probe
     from concerto3d.io.atomic import atomic_write_json
+    from concerto3d.io.paths import ensure_output_file
 
     data_dir = Path(args.data)
     if not data_dir.is_dir():
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--max-points", args.max_points), ("--train-points", args.train_points)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be >= 1, got {value}")
+    out = ensure_output_file(args.out) if args.out else None  # before the work, not after it
     device = resolve_device(args.device)
     from concerto3d.inference import load_model
 
@@ -64,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
                                 train_points_per_scene=args.train_points)
     summary["model"] = str(args.model)
     print(format_iou_table(result.confusion, SCANNET20_NAMES))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         atomic_write_json(out, json_safe(summary))
         log.info("wrote %s", out)
     return 0

@@ -32,6 +32,22 @@ def ensure_output_dir(path: str | os.PathLike, what: str = "output folder") -> P
     return path
 
 
+def ensure_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Check, before any work, that a file can be written at ``path``: not an existing folder, and its folder
+    creatable and writable (:func:`ensure_output_dir`, which creates it).
+
+    Returns:
+        the path as a Path.
+    Raises:
+        InputError: naming the path, with the reason.
+    """
+    path = Path(path)
+    if str(path) in ("", ".") or path.is_dir():
+        raise InputError(f"{what}: expected a file name, got a folder", path)
+    ensure_output_dir(path.parent if str(path.parent) else Path("."), f"folder of {what}")
+    return path
+
+
 # errno values only a write can cause: the disk or the quota is full, the file grew past the process's size limit,
 # the file system is read-only. Every later write fails the same way, so a job stops at the first one.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})

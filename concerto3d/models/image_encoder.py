@@ -127,7 +127,8 @@ def _from_config_dict(config: dict) -> nn.Module:
     if "model_type" not in config:
         raise ValueError("ImageEncoderConfig.backbone_config: expected a Hugging Face config dict with "
                          f"'model_type', got keys {sorted(config)[:5]}")
-    return AutoModel.from_config(AutoConfig.for_model(**config))
+    # model folders are data, never code: no class is loaded from files beside a config (auto_map)
+    return AutoModel.from_config(AutoConfig.for_model(**config), trust_remote_code=False)
 
 
 def _load_pretrained(path: str) -> nn.Module:
@@ -136,7 +137,7 @@ def _load_pretrained(path: str) -> nn.Module:
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise InputError("expected a Hugging Face model folder with a config.json", path)
     try:
-        return AutoModel.from_pretrained(path, local_files_only=True)
+        return AutoModel.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as err:
         raise InputError(f"cannot load the image encoder as a Hugging Face model ({err}); a concerto3d run is "
                          "loaded with concerto3d.inference.load_image_encoder", path) from err

@@ -264,6 +264,7 @@ def interactive_view(coord, normal, features, colorings: dict[str, np.ndarray], 
 def run(args: argparse.Namespace) -> int:
     from concerto3d.data.scene import load_scene
     from concerto3d.evaluation.features import embed_scene
+    from concerto3d.io.paths import ensure_output_file
     from concerto3d.visualization.panel import default_query_index, feature_panel, label_colors
     from concerto3d.visualization.pca import pca_colors, similarity_colors
 
@@ -274,6 +275,9 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     tile_size = _parse_size(args.tile_size)
+    for flag, value in (("--out", args.out), ("--ply", args.ply)):
+        if value:
+            ensure_output_file(value, flag)  # before the work, not after it
     scene_dir = Path(args.scene)
     scene = load_scene(scene_dir)
     query = default_query_index(scene.coord) if args.query is None else args.query
@@ -282,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     frame_out = None
     if args.frame is not None:
         base = Path(args.out) if args.out else Path(f"{scene.name}.png")
-        frame_out = base.with_name(f"{base.stem}_frame{args.frame:06d}.png")
+        frame_out = ensure_output_file(base.with_name(f"{base.stem}_frame{args.frame:06d}.png"), "--frame's PNG")
         load_frame(scene_dir, args.frame)  # fail on a bad frame before the slow part
 
     if frame_out is not None:  # needs no features

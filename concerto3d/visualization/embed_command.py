@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from concerto3d.errors import InputError
+from concerto3d.io.paths import ensure_output_file
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,11 @@ def check_arguments(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     if out.suffix.lower() != ".npy":
         raise InputError(f"--out: expected a .npy file name, got {args.out!r}")
-    if out.is_dir():
-        raise InputError("--out: expected a file name, got a folder", out)
     if args.tile_points < 1024:
         raise InputError(f"--tile-points: expected at least 1024, got {args.tile_points}")
     if not args.margin >= 0:
         raise InputError(f"--margin: expected metres >= 0, got {args.margin}")
-    return out
+    return ensure_output_file(out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     features = model.embed(xyz, colors=colors, normals=normals, tile_points=args.tile_points, margin=args.margin)
     seconds = time.perf_counter() - start
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda fh: np.save(fh, features))  # a reader never sees half a file
     print(f"{out}: {features.shape[0]} x {features.shape[1]} float32 features "
           f"({len(xyz) / max(seconds, 1e-9):.0f} points/s on {device})")

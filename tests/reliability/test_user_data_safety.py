@@ -1,0 +1,110 @@
+"""Nothing a user made is deleted, no model folder runs code, and outputs are checked before the work
+(issue 27, items 1, 3 and 6; each test fails on c04cda9)."""
+
+import builtins
+import json
+
+import numpy as np
+
+import pytest
+
+import concerto3d.demo as demo
+import concerto3d.inference as inference
+from concerto3d.cli import main
+from concerto3d.errors import InputError
+
+
+def _err(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines  # one line, no traceback
+    return lines[0]
+
+
+# -- 1. demo --fresh deletes only what a demo made ---------------------------------------------------------------
+
+def test_demo_fresh_refuses_a_folder_it_did_not_make(tmp_path, capsys, monkeypatch):
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("years of work")
+    assert main(["demo", str(mine), "--fresh", "--scenes", "0"]) == 2
+    assert "--fresh deletes only a folder an earlier demo made" in _err(capsys)
+    assert (mine / "chapter1.tex").read_text() == "years of work"
+    monkeypatch.chdir(mine)  # `concerto3d demo "" --fresh` named the current folder
+    assert main(["demo", "", "--fresh"]) == 2
+    assert (mine / "chapter1.tex").is_file()
+    _err(capsys)
+    assert main(["demo", str(mine)]) == 2  # nor does the demo write into it without --fresh
+    assert "did not make" in _err(capsys) and sorted(p.name for p in mine.iterdir()) == ["chapter1.tex"]
+
+
+def test_demo_fresh_starts_over_in_its_own_folder(tmp_path, monkeypatch):
+    out = tmp_path / "demo"
+    stages = []
+
+    class Stop(Exception):
+        pass
+
+    def first_stage(name, argv, done):
+        stages.append((name, sorted(p.name for p in out.iterdir())))
+        raise Stop
+
+    monkeypatch.setattr(demo, "_stage", first_stage)
+    with pytest.raises(Stop):
+        main(["demo", str(out)])
+    assert (out / demo.MARKER).is_file()
+    (out / "scans").mkdir()
+    (out / "scans" / "old.txt").write_text("from the last demo")
+    with pytest.raises(Stop):
+        main(["demo", str(out), "--fresh"])
+    assert stages[-1] == ("synth", [demo.MARKER])  # the old outputs are gone, the folder is marked again
+
+
+# -- 3. a model folder is data, never code -----------------------------------------------------------------------
+
+def test_an_image_encoder_folder_with_code_is_refused_without_running_it(tmp_path, monkeypatch):
+    from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
+
+    folder, ran = tmp_path / "evil", tmp_path / "code_ran"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "evil-vit", "architectures": ["EvilModel"],
+        "auto_map": {"AutoConfig": "configuration_evil.EvilConfig", "AutoModel": "modeling_evil.EvilModel"}}))
+    code = f"open({str(ran)!r}, 'w').write('ran')\nfrom transformers import PretrainedConfig\n"
+    (folder / "configuration_evil.py").write_text(code + "class EvilConfig(PretrainedConfig):\n"
+                                                  "    model_type = 'evil-vit'\n")
+    (folder / "modeling_evil.py").write_text(code)
+    monkeypatch.setattr(builtins, "input", lambda *a, **k: "y")  # a user who answers yes to a prompt
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+    with pytest.raises(InputError, match="cannot load the image encoder"):
+        ImageEncoder(ImageEncoderConfig(image_size=(32, 32), patch_size=16, pretrained_path=str(folder)))
+    assert not ran.exists()
+
+
+# -- 6. outputs are checked before the work ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    ["probe", "DATA", "--model", "RUN", "--out", "{file}/p.json"],
+    ["probe", "DATA", "--model", "RUN", "--out", "{folder}"],
+    ["embed", "INPUT.xyz", "--model", "RUN", "--out", "{file}/f.npy"],
+    ["visualize", "SCENE", "--model", "RUN", "--out", "{file}/panel.png"],
+    ["visualize", "SCENE", "--model", "RUN", "--ply", "{file}/cloud.ply"],
+])
+def test_an_output_that_cannot_be_written_fails_before_the_work(tmp_path, command, capsys, monkeypatch):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    data = tmp_path / "data"
+    scene = data / "scene0000_00"
+    scene.mkdir(parents=True)
+    np.save(scene / "coord.npy", np.random.default_rng(0).uniform(size=(100, 3)).astype(np.float32))
+    (data / "splits").mkdir()
+    (data / "splits" / "train.txt").write_text("scene0000_00\n")
+    (data / "splits" / "val.txt").write_text("scene0000_00\n")
+    cloud = tmp_path / "cloud.xyz"
+    cloud.write_text("0 0 0\n1 0 0\n0 1 0\n0 0 1\n")
+    work = []
+    monkeypatch.setattr(inference, "load_model", lambda *a, **k: work.append("load_model") or 1 / 0)
+    names = {"DATA": str(data), "SCENE": str(scene), "INPUT.xyz": str(cloud), "RUN": str(tmp_path / "run")}
+    argv = [names.get(a, a).format(file=tmp_path / "a_file", folder=tmp_path / "a_folder") for a in command]
+    assert main(argv) == 2
+    err = _err(capsys)
+    assert ("--out" in err or "--ply" in err) and work == []
