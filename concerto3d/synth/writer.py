@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from concerto3d.errors import InputError
 from concerto3d.io.atomic import atomic_folder
 from concerto3d.synth.mesh import DenseMesh, build_mesh, seen_by_depth
 from concerto3d.synth.render import Renderer, camera_path, scannet_intrinsics
@@ -179,6 +180,9 @@ def _generate_scene_star(args: tuple) -> dict:
     return generate_scene(*args)
 
 
+SYNTH_MARKER = ".concerto3d-synth"  # in every folder synth made: only those does a rerun write into
+
+
 def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, seed: int,
                      color_size: tuple[int, int] = (1296, 968), depth_size: tuple[int, int] = (640, 480),
                      workers: int = 1, progress: bool = True, full_mesh: bool = False) -> dict:
@@ -200,6 +204,8 @@ def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, s
         a summary dict: out, scenes, train, val, frames, vertices (total), observed (mean fraction of each room's
         surface vertices its frames saw), categories, seconds,
         seconds_per_frame (rendering only), per-scene summaries under "per_scene".
+    Raises:
+        InputError: ``out`` holds files synth did not make (it writes only into a new, empty or synth-made folder).
     """
     from concerto3d.io import write_label_table, write_split
 
@@ -210,8 +216,13 @@ def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, s
     color_size, depth_size = _check_size(color_size, "color_size"), _check_size(depth_size, "depth_size")
     start = time.perf_counter()
     out = Path(out)
+    if out.is_dir() and not (out / SYNTH_MARKER).is_file() and any(out.iterdir()):
+        # someone's ScanNet root (or anything else): its scenes, label table and split lists would be replaced
+        example = sorted(p.name for p in out.iterdir())[0]
+        raise InputError(f"holds files synth did not make (e.g. {example!r}); give a new or empty folder", out)
     scans = out / "scans"
     scans.mkdir(parents=True, exist_ok=True)
+    (out / SYNTH_MARKER).write_text("made by concerto3d synth: a rerun into this folder may replace its scenes\n")
     jobs = [(scans, k, int(seed), int(num_frames), color_size, depth_size, bool(full_mesh))
             for k in range(int(num_scenes))]
     from tqdm import tqdm

@@ -181,12 +181,27 @@ def _use_feature_cache(image_encoder, dataset, cfg: TrainConfig, info: ddp.DistI
     dataset.use_feature_cache(encoder_digest(image_encoder, cfg.data.image_size))
 
 
+RUN_OUTPUTS = ("config.yaml", "metrics.csv", "checkpoints", "tensorboard", "model")  # what a run writes
+
+
+def check_run_folder(run_dir: Path, resume: bool) -> None:
+    """Refuse, before any work, a run folder that would lose something: files a run does not write (someone
+    else's folder), or without ``resume`` the checkpoints or the trained ``model/`` of an earlier run."""
+    foreign = sorted(p.name for p in Path(run_dir).iterdir() if p.name not in RUN_OUTPUTS and p.name[0] != ".")
+    if foreign:
+        raise InputError(f"holds files a training run does not write (e.g. {foreign[0]!r}); choose a new or empty "
+                         "--out", run_dir)
+    if not resume and list_checkpoints(run_dir):
+        raise InputError("the run folder already holds checkpoints: pass --resume to continue it, or choose "
+                         "another --out", run_dir)
+    if not resume and (Path(run_dir) / "model").exists():
+        raise InputError("the run folder already holds a trained model (model/): choose another --out, or pass "
+                         "--resume to train it further", run_dir)
+
+
 def _resume_state(run_dir: Path, resume: bool):
-    """The checkpoint to resume from (or None), refusing to overwrite a run that has checkpoints."""
+    """The checkpoint to resume from (or None; :func:`check_run_folder` refused a folder it would overwrite)."""
     if not resume:
-        if list_checkpoints(run_dir):
-            raise InputError("the run folder already holds checkpoints: pass --resume to continue it, or choose "
-                             "another --out", run_dir)
         return None
     found = load_latest_checkpoint(run_dir, map_location="cpu")  # load_state_dict moves tensors to the model
     if found is None:
@@ -233,6 +248,7 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
     from concerto3d.inference import load_image_backbone, save_model
 
     run_dir = ensure_output_dir(run_dir, "run folder")  # unwritable: fail before data and model are built
+    check_run_folder(run_dir, resume)  # someone else's files, or an earlier run's: before any work
     cfg = with_data_geometry(cfg, data_root)  # image and patch size: the data's unless set
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = ddp.init_distributed(device)

@@ -108,3 +108,29 @@ def test_an_output_that_cannot_be_written_fails_before_the_work(tmp_path, comman
     assert main(argv) == 2
     err = _err(capsys)
     assert ("--out" in err or "--ply" in err) and work == []
+
+
+# -- 2. synth and train do not overwrite what they did not make ----------------------------------------------------
+
+def test_synth_refuses_a_folder_with_someone_elses_scans(tmp_path, capsys):
+    root = tmp_path / "scannet"
+    (root / "scans" / "scene0000_00").mkdir(parents=True)
+    (root / "scans" / "scene0000_00" / "scene0000_00.sens").write_bytes(b"a real scan")
+    (root / "scannetv2_train.txt").write_text("scene0000_00\n")
+    assert main(["synth", str(root), "--scenes", "1", "--frames", "1", "--color-size", "32x24",
+                 "--depth-size", "16x12"]) == 2
+    assert "synth did not make" in _err(capsys)
+    assert (root / "scans" / "scene0000_00" / "scene0000_00.sens").read_bytes() == b"a real scan"
+    assert (root / "scannetv2_train.txt").read_text() == "scene0000_00\n"
+
+
+@pytest.mark.parametrize("present", ["notes.txt", "model"])
+def test_train_refuses_a_folder_it_would_overwrite_before_any_work(tmp_path, capsys, monkeypatch, present):
+    import concerto3d.data.dataset as dataset
+
+    run = tmp_path / "run"
+    (run / present).mkdir(parents=True) if present == "model" else (run.mkdir(), (run / present).write_text("x"))
+    monkeypatch.setattr(dataset.SceneDataset, "__init__", lambda *a, **k: 1 / 0)  # the work must not start
+    assert main(["train", str(tmp_path / "data"), "--out", str(run), "--steps", "1"]) == 2
+    assert ("does not write" if present == "notes.txt" else "already holds a trained model") in _err(capsys)
+    assert (run / present).exists()
