@@ -93,10 +93,38 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any], step: int
         if full is not None:
             raise full from None
         raise
+    # Retention: the checkpoint just written (verified by its checksum) is always kept, with the keep - 1 newest
+    # before it. Checkpoints of later steps belong to a past the run was resumed out of (they could not be read, or
+    # the run restarted from an older step) and are removed: by step number they would otherwise count as the
+    # newest and push the good ones out.
+    for old in list_checkpoints(run_dir):
+        if _step_of(old) > step:
+            _remove_checkpoint(old)
     for old in list_checkpoints(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-        old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+        _remove_checkpoint(old)
     return final
+
+
+def _step_of(path: Path) -> int:
+    return int(_NAME.match(path.name).group(1))
+
+
+def _remove_checkpoint(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[str]:
+    """Remove what an interrupted write leaves in a run folder (``checkpoints/.step_*.tmp`` files and ``.model-*``
+    folders of :mod:`concerto3d.io.atomic`); call it before a run starts writing. Returns the names removed."""
+    import shutil
+
+    removed = []
+    run_dir = Path(run_dir)
+    for path in [*checkpoint_dir(run_dir).glob(".*.tmp"), *run_dir.glob(".*.tmp"), *run_dir.glob(".model-*")]:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -30,8 +30,8 @@ from concerto3d.device import resolve_device
 from concerto3d.errors import InputError
 from concerto3d.io.paths import ensure_output_dir
 from concerto3d.training import distributed as ddp
-from concerto3d.training.checkpoint import (list_checkpoints, load_latest_checkpoint, rng_state, save_checkpoint,
-                                            set_rng_state)
+from concerto3d.training.checkpoint import (list_checkpoints, load_latest_checkpoint, remove_stale_temporaries,
+                                            rng_state, save_checkpoint, set_rng_state)
 from concerto3d.training.ema import ema_update
 from concerto3d.training.logging import MetricsLogger
 from concerto3d.training.schedules import build_schedules
@@ -249,6 +249,8 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
 
     run_dir = ensure_output_dir(run_dir, "run folder")  # unwritable: fail before data and model are built
     check_run_folder(run_dir, resume)  # someone else's files, or an earlier run's: before any work
+    for name in remove_stale_temporaries(run_dir):
+        logger.info("removed %s, left by an interrupted write", name)
     cfg = with_data_geometry(cfg, data_root)  # image and patch size: the data's unless set
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = ddp.init_distributed(device)

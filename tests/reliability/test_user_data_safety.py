@@ -134,3 +134,36 @@ def test_train_refuses_a_folder_it_would_overwrite_before_any_work(tmp_path, cap
     assert main(["train", str(tmp_path / "data"), "--out", str(run), "--steps", "1"]) == 2
     assert ("does not write" if present == "notes.txt" else "already holds a trained model") in _err(capsys)
     assert (run / present).exists()
+
+
+# -- 4. checkpoint retention keeps the newest readable checkpoint; 8. interrupted writes are cleaned up -----------
+
+def test_retention_after_a_resume_from_a_damaged_checkpoint_keeps_the_good_ones(tmp_path):
+    import torch
+
+    from concerto3d.training.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    for step in (4, 8):
+        save_checkpoint(run, {"step": step, "w": torch.full((3,), float(step))}, step, keep=2)
+    damaged = list_checkpoints(run)[-1]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    state, path = load_latest_checkpoint(run)
+    assert state["step"] == 4  # the damaged step 8 is skipped: the run resumes at 4
+    save_checkpoint(run, {"step": 5, "w": torch.full((3,), 5.0)}, 5, keep=1)
+    assert [p.name for p in list_checkpoints(run)] == ["step_00000005.pt"]  # not the damaged step 8
+    assert load_latest_checkpoint(run)[0]["step"] == 5
+
+
+def test_a_new_run_removes_what_an_interrupted_write_left(tmp_path, tiny_data):
+    from conftest import TINY_OVERRIDES
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / ".step_00000008.pt.abc123.tmp").write_bytes(b"\0" * 1000)
+    (run / ".model-xyz").mkdir()
+    (run / ".model-xyz" / "point_encoder.safetensors").write_bytes(b"half")
+    assert main(["train", str(tiny_data), "--out", str(run), "--steps", "1", *TINY_OVERRIDES]) == 0
+    assert not list((run / "checkpoints").glob(".*.tmp")) and not list(run.glob(".model-*"))
