@@ -55,10 +55,21 @@ class MetricsLogger:
                 logger.warning("TensorBoard disabled (%s); metrics go to %s only", err, self.path)
 
     def _truncate(self, resume_step: int) -> None:
-        with open(self.path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            self._columns = reader.fieldnames
-            rows = [r for r in reader if int(r["step"]) < resume_step]
+        try:
+            with open(self.path, newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh)
+                self._columns = reader.fieldnames
+                rows = [r for r in reader if int(r["step"]) < resume_step]
+            if not self._columns or "step" not in self._columns:
+                raise ValueError("no header with a step column")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, csv.Error) as err:
+            # an empty or damaged CSV (a disk filled mid-row, an editor): keep it aside, log afresh from here
+            aside = self.path.with_name(f"metrics.damaged-{resume_step}.csv")
+            os.replace(self.path, aside)
+            logger.warning("%s could not be read (%s): kept as %s; logging starts a new metrics.csv at step %d",
+                           self.path, type(err).__name__, aside.name, resume_step)
+            self._columns = None
+            return
         text = io.StringIO(newline="")
         w = csv.DictWriter(text, fieldnames=self._columns)
         w.writeheader()

@@ -187,7 +187,8 @@ RUN_OUTPUTS = ("config.yaml", "metrics.csv", "checkpoints", "tensorboard", "mode
 def check_run_folder(run_dir: Path, resume: bool) -> None:
     """Refuse, before any work, a run folder that would lose something: files a run does not write (someone
     else's folder), or without ``resume`` the checkpoints or the trained ``model/`` of an earlier run."""
-    foreign = sorted(p.name for p in Path(run_dir).iterdir() if p.name not in RUN_OUTPUTS and p.name[0] != ".")
+    foreign = sorted(p.name for p in Path(run_dir).iterdir()
+                     if p.name not in RUN_OUTPUTS and p.name[0] != "." and not p.name.startswith("metrics.damaged-"))
     if foreign:
         raise InputError(f"holds files a training run does not write (e.g. {foreign[0]!r}); choose a new or empty "
                          "--out", run_dir)

@@ -167,3 +167,20 @@ def test_a_new_run_removes_what_an_interrupted_write_left(tmp_path, tiny_data):
     (run / ".model-xyz" / "point_encoder.safetensors").write_bytes(b"half")
     assert main(["train", str(tiny_data), "--out", str(run), "--steps", "1", *TINY_OVERRIDES]) == 0
     assert not list((run / "checkpoints").glob(".*.tmp")) and not list(run.glob(".model-*"))
+
+
+# -- 7. a damaged metrics.csv does not stop a resume -------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe garbage \x00", b"step,loss\n1,0.5\nnot a step,0.4\n"])
+def test_resume_with_an_empty_or_damaged_metrics_csv(tmp_path, tiny_data, content, caplog):
+    from conftest import TINY_OVERRIDES
+
+    from concerto3d.training.logging import read_metrics
+
+    run = tmp_path / "run"
+    common = [str(tiny_data), "--out", str(run), *TINY_OVERRIDES, "checkpoint_every=1"]
+    assert main(["train", *common, "--steps", "2"]) == 0
+    (run / "metrics.csv").write_bytes(content)
+    assert main(["train", *common, "--steps", "3", "--resume"]) == 0
+    assert [int(r["step"]) for r in read_metrics(run)] == [2]  # the resumed step, in a fresh file
+    assert (run / "metrics.damaged-2.csv").read_bytes() == content  # the damaged one kept aside
