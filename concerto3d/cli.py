@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 
 from concerto3d import __version__
@@ -86,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    for name, value in vars(args).items():  # NaN or infinity is never a meaningful option value
+        if isinstance(value, float) and not math.isfinite(value):
+            print(f"concerto3d {args.command}: error: --{name.replace('_', '-')}: expected a finite number, got "
+                  f"{value}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -99,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (OSError, RuntimeError) as err:  # a full disk in a write that no step turned into its own error
         full = output_write_error(err, None)
+        if full is None and isinstance(err, OSError) and err.filename is not None:
+            # a path the user gave that the system refuses (a name over 255 bytes, a component that is a file)
+            full = f"{err.filename}: {err.strerror or type(err).__name__}"
         if full is None:
             raise
         print(f"concerto3d {args.command}: error: {full}", file=sys.stderr)

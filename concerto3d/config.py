@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -358,14 +359,17 @@ def _coerce(value: Any, ftype: Any, where: str) -> Any:
     if ftype is float:
         if isinstance(value, bool):
             raise InputError(f"{where}: expected a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)  # YAML reads "1e-3" as a string
+                number = float(value)  # YAML reads "1e-3" as a string
             except ValueError:
                 pass
-        raise InputError(f"{where}: expected a number, got {value!r}")
+        if number is not None and math.isfinite(number):  # no setting means anything at NaN or infinity
+            return number
+        raise InputError(f"{where}: expected a finite number, got {value!r}")
     if ftype is str:
         if isinstance(value, str):
             return value

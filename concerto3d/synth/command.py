@@ -37,12 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from concerto3d.synth.writer import generate_dataset
 
-    if args.scenes < 1:
-        raise InputError(f"--scenes must be at least 1, got {args.scenes}")
-    if args.frames < 1:
-        raise InputError(f"--frames must be at least 1, got {args.frames}")
-    if args.workers < 1:
-        raise InputError(f"--workers must be at least 1, got {args.workers}")
+    # upper bounds: a value past them is a typo that would render for days or start a process per core of a
+    # thousand machines, not a dataset
+    for flag, value, most in (("--scenes", args.scenes, 100_000), ("--frames", args.frames, 100_000),
+                              ("--workers", args.workers, 256)):
+        if not 1 <= value <= most:
+            raise InputError(f"{flag} must be in 1..{most}, got {value}")
     if args.seed < 0:
         raise InputError(f"--seed must be non-negative, got {args.seed}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):

@@ -184,3 +184,26 @@ def test_resume_with_an_empty_or_damaged_metrics_csv(tmp_path, tiny_data, conten
     assert main(["train", *common, "--steps", "3", "--resume"]) == 0
     assert [int(r["step"]) for r in read_metrics(run)] == [2]  # the resumed step, in a fresh file
     assert (run / "metrics.damaged-2.csv").read_bytes() == content  # the damaged one kept aside
+
+
+# -- 11. inputs the CLI fuzz found tracebacks for: one line, exit 2 ----------------------------------------------
+
+@pytest.mark.parametrize("argv, says", [
+    (["ablate", "{tmp}", "--out", "{tmp}/abl", "--seeds", "99999999999"], "seed count in 1..1000"),
+    (["ablate", "{tmp}", "--out", "{tmp}/abl", "--seeds", "1,99999999999"], "distinct seeds"),
+    (["synth", "{tmp}/s", "--workers", "2147483648"], "--workers must be in 1..256"),
+    (["synth", "{tmp}/s", "--frames", "9999999999999999999999999"], "--frames must be in"),
+    (["probe", "{tmp}", "--model", "{tmp}", "--lr", "nan"], "--lr: expected a finite number"),
+    (["preprocess", "{tmp}", "{tmp}/out", "--abs-tol", "inf"], "--abs-tol: expected a finite number"),
+    (["train", "{tmp}", "--out", "{tmp}/run", "optim.lr=.nan"], "optim.lr: expected a finite number"),
+    (["train", "{tmp}", "--out", "{tmp}/run", "objective.temperature=.inf"], "expected a finite number"),
+    (["probe", "{tmp}", "--model", "{tmp}", "--out", "{tmp}/" + "a" * 300 + ".json"], "File name too long"),
+    (["embed", "{tmp}/c.xyz", "--model", "{tmp}", "--out", "{tmp}/" + "a" * 300 + "/f.npy"], "File name too long"),
+])
+def test_bad_values_and_impossible_paths_are_one_line_errors(tmp_path, capsys, argv, says):
+    try:
+        code = main([a.format(tmp=tmp_path) for a in argv])
+    except SystemExit as exit_:  # argparse's own refusal: its usage line, then the one-line reason
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and says in err[-1] and "Traceback" not in "\n".join(err)

@@ -73,12 +73,18 @@ def parse_seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected a count or a comma-separated list of seeds, got {text!r}") \
             from None
     if "," not in str(text):
-        if len(values) != 1 or values[0] < 1:
-            raise argparse.ArgumentTypeError(f"expected a seed count >= 1, got {text!r}")
+        if len(values) != 1 or not 1 <= values[0] <= MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"expected a seed count in 1..{MAX_SEEDS}, got {text!r}")
         return list(range(values[0]))
-    if not values or min(values) < 0 or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"expected distinct seeds >= 0, got {text!r}")
+    if (not values or min(values) < 0 or max(values) > MAX_SEED or len(set(values)) != len(values)
+            or len(values) > MAX_SEEDS):
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_SEEDS} distinct seeds in 0..{MAX_SEED}, got "
+                                         f"{text!r}")
     return values
+
+
+MAX_SEEDS = 1000           # each seed trains every row: more is a typo, not an experiment
+MAX_SEED = 2 ** 32 - 1     # numpy's seed range
 
 
 def _seeds_text(seeds: list[int]) -> str:
