@@ -27,7 +27,7 @@ from concerto3d.data.scene_builder import process_scene
 from concerto3d.data.scene_sources import SceneJob, find_scenes, open_scene
 from concerto3d.errors import Concerto3DError, InputError
 from concerto3d.io.atomic import atomic_write_text
-from concerto3d.io.paths import ensure_output_dir, output_write_error
+from concerto3d.io.paths import ensure_output_dir, output_lock, output_write_error, pid_alive
 from concerto3d.io.split_lists import read_split as read_split_list
 
 __all__ = ["preprocess", "run_job", "clean_stale_tmp", "summarize", "format_summary"]
@@ -72,22 +72,12 @@ def _one_line(err: BaseException) -> str:
     return text if isinstance(err, Concerto3DError) else f"{type(err).__name__}: {text}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_tmp(out: Path) -> list[str]:
     """Remove ``out/.tmp-<scene>-<pid>`` folders whose process is gone; returns their names."""
     removed = []
     for d in sorted(out.glob(".tmp-*")):
         m = re.fullmatch(r"\.tmp-.*-(\d+)", d.name)
-        if d.is_dir() and (m is None or not _pid_alive(int(m.group(1)))):
+        if d.is_dir() and (m is None or not pid_alive(int(m.group(1)))):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d.name)
     return removed
@@ -124,6 +114,13 @@ def preprocess(scans: str | os.PathLike, out: str | os.PathLike, options: Prepro
     jobs = find_scenes(scans, source, rgbd_preset, depth_scale)
     input_splits = _input_split_lists(Path(scans))  # a malformed list fails now, not after the scenes
     out = ensure_output_dir(out)  # a read-only, full or impossible folder fails now, not after the first scene
+    with output_lock(out, "preprocessed dataset"):  # one writer: a second preprocess into OUT is refused
+        return _preprocess_into(out, Path(scans), jobs, input_splits, options, workers, progress)
+
+
+def _preprocess_into(out: Path, scans: Path, jobs: list, input_splits, options: PreprocessOptions, workers: int,
+                     progress: bool) -> dict:
+    """The body of :func:`preprocess` once its arguments are checked and ``out`` is locked."""
     for name in clean_stale_tmp(out):
         log.info("removed the unfinished %s of an earlier run", name)
     log.info("preprocess: %d scene(s) from %s into %s; options %s", len(jobs), scans, out, options)

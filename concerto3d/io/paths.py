@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import socket
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from concerto3d.errors import FormatError, InputError
 
@@ -46,6 +49,57 @@ def ensure_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
         raise InputError(f"{what}: expected a file name, got a folder", path)
     ensure_output_dir(path.parent if str(path.parent) else Path("."), f"folder of {what}")
     return path
+
+
+LOCK_NAME = ".concerto3d.lock"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | os.PathLike, what: str = "output folder") -> Iterator[Path]:
+    """Hold ``folder/.concerto3d.lock`` (this process's id and host) while writing into ``folder``: a second
+    concerto3d process on the same folder is refused instead of mixing its files with the first one's.
+
+    A lock whose process is gone (killed) is stale and taken over; one held on another host is respected.
+
+    Raises:
+        InputError: another live process holds the lock.
+    """
+    path = Path(folder) / LOCK_NAME
+    me = f"{os.getpid()} {socket.gethostname()}\n"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = path.read_text(errors="replace").split() if path.is_file() else []
+            pid = int(holder[0]) if holder and holder[0].isdigit() else -1
+            host = holder[1] if len(holder) > 1 else socket.gethostname()
+            if host == socket.gethostname() and not pid_alive(pid):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise InputError(f"another concerto3d process (pid {pid} on {host}) is writing into this {what}; wait "
+                             f"for it, or remove {LOCK_NAME} if it is gone", folder) from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        break
+    else:  # stale twice in a row: another process is taking it over right now
+        raise InputError(f"another concerto3d process is starting to write into this {what}", folder)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 # errno values only a write can cause: the disk or the quota is full, the file grew past the process's size limit,

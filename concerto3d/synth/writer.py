@@ -18,6 +18,7 @@ import numpy as np
 
 from concerto3d.errors import InputError
 from concerto3d.io.atomic import atomic_folder
+from concerto3d.io.paths import LOCK_NAME, output_lock
 from concerto3d.synth.mesh import DenseMesh, build_mesh, seen_by_depth
 from concerto3d.synth.render import Renderer, camera_path, scannet_intrinsics
 from concerto3d.synth.room import sample_scene
@@ -216,35 +217,37 @@ def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, s
     color_size, depth_size = _check_size(color_size, "color_size"), _check_size(depth_size, "depth_size")
     start = time.perf_counter()
     out = Path(out)
-    if out.is_dir() and not (out / SYNTH_MARKER).is_file() and any(out.iterdir()):
+    foreign = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
+    if foreign and not (out / SYNTH_MARKER).is_file():
         # someone's ScanNet root (or anything else): its scenes, label table and split lists would be replaced
-        example = sorted(p.name for p in out.iterdir())[0]
-        raise InputError(f"holds files synth did not make (e.g. {example!r}); give a new or empty folder", out)
+        raise InputError(f"holds files synth did not make (e.g. {foreign[0]!r}); give a new or empty folder", out)
     scans = out / "scans"
-    scans.mkdir(parents=True, exist_ok=True)
-    (out / SYNTH_MARKER).write_text("made by concerto3d synth: a rerun into this folder may replace its scenes\n")
-    jobs = [(scans, k, int(seed), int(num_frames), color_size, depth_size, bool(full_mesh))
-            for k in range(int(num_scenes))]
-    from tqdm import tqdm
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, "synth folder"):  # one writer: a second synth into OUT is refused
+        scans.mkdir(exist_ok=True)
+        (out / SYNTH_MARKER).write_text("made by concerto3d synth: a rerun into this folder may replace its scenes\n")
+        jobs = [(scans, k, int(seed), int(num_frames), color_size, depth_size, bool(full_mesh))
+                for k in range(int(num_scenes))]
+        from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), desc="synth", unit="scene", disable=not progress)
-    results: list[dict] = []
-    if workers == 1:
-        for job in jobs:
-            results.append(generate_scene(*job))
-            bar.update()
-    else:
-        # spawn, not fork: Open3D's thread pool does not survive a fork
-        with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")) as pool:
-            for result in pool.map(_generate_scene_star, jobs):
-                results.append(result)
+        bar = tqdm(total=len(jobs), desc="synth", unit="scene", disable=not progress)
+        results: list[dict] = []
+        if workers == 1:
+            for job in jobs:
+                results.append(generate_scene(*job))
                 bar.update()
-    bar.close()
-    names = [r["name"] for r in results]
-    train, val = split_scenes(names, int(seed))
-    write_label_table(out / "scannetv2-labels.combined.tsv", label_table_rows())
-    write_split(out / "scannetv2_train.txt", train)
-    write_split(out / "scannetv2_val.txt", val)
+        else:
+            # spawn, not fork: Open3D's thread pool does not survive a fork
+            with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")) as pool:
+                for result in pool.map(_generate_scene_star, jobs):
+                    results.append(result)
+                    bar.update()
+        bar.close()
+        names = [r["name"] for r in results]
+        train, val = split_scenes(names, int(seed))
+        write_label_table(out / "scannetv2-labels.combined.tsv", label_table_rows())
+        write_split(out / "scannetv2_train.txt", train)
+        write_split(out / "scannetv2_val.txt", val)
     frames = sum(r["frames"] for r in results)
     return {"out": str(out), "scenes": names, "train": train, "val": val, "frames": frames,
             "vertices": sum(r["vertices"] for r in results),

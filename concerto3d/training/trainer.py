@@ -28,7 +28,7 @@ from torch import nn
 from concerto3d.config import TrainConfig, to_dict, to_yaml, with_data_geometry
 from concerto3d.device import resolve_device
 from concerto3d.errors import InputError
-from concerto3d.io.paths import ensure_output_dir
+from concerto3d.io.paths import ensure_output_dir, output_lock
 from concerto3d.training import distributed as ddp
 from concerto3d.training.checkpoint import (list_checkpoints, load_latest_checkpoint, remove_stale_temporaries,
                                             rng_state, save_checkpoint, set_rng_state)
@@ -229,6 +229,9 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
           on_step_end: Callable[[int, dict], None] | None = None, progress: bool = True) -> TrainResult:
     """Train the model of ``cfg.objective.kind`` (:func:`concerto3d.models.build.build_model`) on preprocessed scenes.
 
+    The run folder has one writer: the main process holds its lock (``io.paths.output_lock``), so a second
+    ``train`` into the same folder is refused instead of mixing two runs' checkpoints and metrics.
+
     Args:
         cfg: the merged config (defaults + YAML + overrides).
         data_root: output folder of ``concerto3d preprocess``.
@@ -239,8 +242,18 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
     Returns:
         a :class:`TrainResult`.
     Raises:
-        InputError: unusable data, or checkpoints in ``run_dir`` without ``resume``.
+        InputError: unusable data, a run folder that would lose an earlier run's files (:func:`check_run_folder`), or
+        one another process is writing into.
     """
+    run_dir = ensure_output_dir(run_dir, "run folder")
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes
+        return _train(cfg, data_root, run_dir, resume, on_step_end, progress)
+    with output_lock(run_dir, "run folder"):
+        return _train(cfg, data_root, run_dir, resume, on_step_end, progress)
+
+
+def _train(cfg: TrainConfig, data_root, run_dir: Path, resume: bool, on_step_end, progress: bool) -> TrainResult:
+    """The body of :func:`train`, with the run folder locked."""
     from tqdm import tqdm
 
     from concerto3d.data.dataset import SceneDataset

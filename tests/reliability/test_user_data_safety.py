@@ -207,3 +207,30 @@ def test_bad_values_and_impossible_paths_are_one_line_errors(tmp_path, capsys, a
         code = exit_.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and says in err[-1] and "Traceback" not in "\n".join(err)
+
+
+# -- 5. one writer per output folder -----------------------------------------------------------------------------
+
+def test_a_second_writer_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys, tiny_data):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import TINY_OVERRIDES
+
+    from concerto3d.io.paths import LOCK_NAME, output_lock
+
+    run, syn = tmp_path / "run", tmp_path / "syn"
+    run.mkdir()
+    syn.mkdir()
+    with output_lock(run, "run folder"), output_lock(syn):  # a live holder: this test's own process
+        assert main(["train", str(tiny_data), "--out", str(run), "--steps", "1", *TINY_OVERRIDES]) == 2
+        assert f"another concerto3d process (pid {os.getpid()}" in _err(capsys)
+        assert main(["synth", str(syn), "--scenes", "1", "--frames", "1"]) == 2
+        assert "another concerto3d process" in _err(capsys) and not (syn / "scans" / "scene0000_00").exists()
+    assert not (run / LOCK_NAME).exists()  # released on the way out
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run / LOCK_NAME).write_text(f"{dead.stdout.strip()} {socket.gethostname()}\n")  # left by a killed run
+    assert main(["train", str(tiny_data), "--out", str(run), "--steps", "1", *TINY_OVERRIDES]) == 0
+    assert not (run / LOCK_NAME).exists()
