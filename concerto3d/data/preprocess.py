@@ -27,7 +27,7 @@ from concerto3d.data.scene_builder import process_scene
 from concerto3d.data.scene_sources import SceneJob, find_scenes, open_scene
 from concerto3d.errors import Concerto3DError, InputError
 from concerto3d.io.atomic import atomic_write_text
-from concerto3d.io.paths import ensure_output_dir, output_lock, output_write_error, pid_alive
+from concerto3d.io.paths import die_with_parent, ensure_output_dir, output_lock, output_write_error, pid_alive
 from concerto3d.io.split_lists import read_split as read_split_list
 
 __all__ = ["preprocess", "run_job", "clean_stale_tmp", "summarize", "format_summary"]
@@ -133,7 +133,7 @@ def _preprocess_into(out: Path, scans: Path, jobs: list, input_splits, options: 
         if workers == 1 or len(jobs) == 1:
             outcomes = (run_job(job, str(out), options) for job in jobs)
         else:
-            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)))
+            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)), initializer=die_with_parent)
             outcomes = pool.imap_unordered(_run_job_star, [(job, str(out), options) for job in jobs])
         for result in outcomes:
             results.append(result)

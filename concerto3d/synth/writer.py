@@ -18,7 +18,7 @@ import numpy as np
 
 from concerto3d.errors import InputError
 from concerto3d.io.atomic import atomic_folder
-from concerto3d.io.paths import LOCK_NAME, output_lock
+from concerto3d.io.paths import LOCK_NAME, die_with_parent, output_lock
 from concerto3d.synth.mesh import DenseMesh, build_mesh, seen_by_depth
 from concerto3d.synth.render import Renderer, camera_path, scannet_intrinsics
 from concerto3d.synth.room import sample_scene
@@ -238,7 +238,8 @@ def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, s
                 bar.update()
         else:
             # spawn, not fork: Open3D's thread pool does not survive a fork
-            with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn"),
+                                     initializer=die_with_parent) as pool:
                 for result in pool.map(_generate_scene_star, jobs):
                     results.append(result)
                     bar.update()

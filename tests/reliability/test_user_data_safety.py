@@ -234,3 +234,49 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path,
     (run / LOCK_NAME).write_text(f"{dead.stdout.strip()} {socket.gethostname()}\n")  # left by a killed run
     assert main(["train", str(tiny_data), "--out", str(run), "--steps", "1", *TINY_OVERRIDES]) == 0
     assert not (run / LOCK_NAME).exists()
+
+
+# -- 8. workers die with their parent ----------------------------------------------------------------------------
+
+def _children(pid: int) -> set[int]:
+    from pathlib import Path
+
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="Linux process tree")
+def test_synth_workers_end_when_synth_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "concerto3d", "synth", str(tmp_path / "out"), "--scenes", "6",
+                             "--frames", "200", "--workers", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline, workers = time.time() + 60, set()
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.5)
+            workers = {c for c in _children(proc.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()}
+        assert len(workers) >= 2, "the workers did not start"
+        time.sleep(2)  # let them import and start rendering
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and any(os.path.exists(f"/proc/{w}") for w in workers):
+            time.sleep(0.5)
+        alive = [w for w in workers if os.path.exists(f"/proc/{w}")]
+        for w in alive:  # clean up before failing
+            os.kill(w, signal.SIGKILL)
+        assert not alive, f"workers {alive} outlived their killed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
