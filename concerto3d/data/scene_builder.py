@@ -184,7 +184,7 @@ class _FrameWriter:
 def _stream_frames(frames, writer: _FrameWriter, options: PreprocessOptions, fusion: VoxelFusion | None,
                    stats: FrameStats) -> None:
     from concerto3d.io.frames import SKIP_INVALID_POSE, FrameSkip, is_valid_pose
-    from concerto3d.io.sens import SensFrameSource
+    from concerto3d.io.sens_frames import SensFrameSource
 
     stats.total = len(frames)
     reduce = options.reduced_decode and fusion is None and isinstance(frames, SensFrameSource)

@@ -24,7 +24,8 @@ from concerto3d.io.scannet import (ScanNetScene, SegGroup, find_scannet_scenes, 
                                    read_segs_json, write_aggregation_json, write_segs_json)
 from concerto3d.io.scannet_export import ScanNetExportSource
 from concerto3d.io.split_lists import read_split, write_split
-from concerto3d.io.sens import SensFrameSource, SensHeader, SensRawFrame, SensReader, SensWriter
+from concerto3d.io.sens import SensHeader, SensRawFrame, SensReader, SensWriter
+from concerto3d.io.sens_frames import SensFrameSource
 
 __all__ = [
     "FrameSkip", "FrameSource", "RGBDFrame", "is_valid_pose",

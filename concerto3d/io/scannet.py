@@ -211,7 +211,7 @@ class ScanNetScene:
         Args:
             prefer: ``"auto"`` (the ``.sens`` when present, else the exported folders), ``"sens"`` or ``"export"``.
         """
-        from concerto3d.io.sens import SensFrameSource
+        from concerto3d.io.sens_frames import SensFrameSource
 
         if prefer not in ("auto", "sens", "export"):
             raise InputError(f"frame source must be 'auto', 'sens' or 'export', got {prefer!r}")

@@ -21,7 +21,7 @@ from concerto3d.data.correspondence import scale_intrinsics_to_size
 from concerto3d.data.preprocess import preprocess
 from concerto3d.data.scene_builder import _resize_color
 from concerto3d.io.images import decode_color_bytes, decode_color_bytes_reduced, encode_color_jpeg
-from concerto3d.io.sens import reduced_intrinsics
+from concerto3d.io.sens_frames import reduced_intrinsics
 from rgbd_scenes import room_poses, write_scannet_scene
 
 FULL = (968, 1296)

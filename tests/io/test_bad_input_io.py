@@ -12,7 +12,8 @@ from PIL import Image
 from concerto3d.errors import FormatError, InputError
 from concerto3d.io.frames import FrameSkip, RGBDFrame
 from concerto3d.io.images import read_color, read_depth, write_color_jpeg
-from concerto3d.io.sens import SensFrameSource, SensReader, SensWriter
+from concerto3d.io.sens import SensReader, SensWriter
+from concerto3d.io.sens_frames import SensFrameSource
 
 FIELDS = dict(intrinsic_color=np.diag([30.0, 30.0, 1.0]), intrinsic_depth=np.diag([15.0, 15.0, 1.0]),
               color_width=16, color_height=12, depth_width=8, depth_height=6)
@@ -68,17 +69,23 @@ def test_truncated_header_and_wrong_version(tmp_path):
     one_line(err, "v3.sens")
 
 
-def test_truncated_mid_frame_yields_good_frames_then_raises(tmp_path):
+def test_truncated_mid_frame_keeps_the_good_frames_before_the_damage(tmp_path, caplog):
+    """A file cut inside a frame (a copy stopped, a disk filled) keeps every frame before the damage, with a logged
+    warning, instead of losing the scene (issue 27, item 9)."""
     path = tmp_path / "cut.sens"
     good_sens(path, 3)
     offsets = frame_offsets(path)
-    path.write_bytes(path.read_bytes()[:offsets[2] + 120])  # inside the third frame's colour payload
+    whole = path.read_bytes()
+    for cut, kept in ((offsets[2] + 120, 2), (len(whole) - 1, 2), (offsets[1] + 10, 1)):
+        path.write_bytes(whole[:cut])  # inside frame 2's colour, its last byte, frame 1's header
+        source = SensFrameSource(path)
+        with caplog.at_level("WARNING"):
+            frames = list(source.iter_frames())
+        assert [f.index for f in frames] == list(range(kept)) and all(isinstance(f, RGBDFrame) for f in frames)
+        assert source.truncated_at == kept and f"frame {kept}" in caplog.text and "cut.sens" in caplog.text
+    path.write_bytes(whole)
     source = SensFrameSource(path)
-    frames = source.iter_frames()
-    assert isinstance(next(frames), RGBDFrame) and isinstance(next(frames), RGBDFrame)
-    with pytest.raises(FormatError, match="frame 2") as err:
-        next(frames)
-    one_line(err, "cut.sens")
+    assert len(list(source.iter_frames(step=2))) == 2 and source.truncated_at is None
 
 
 def test_corrupt_jpeg_and_zlib_payloads(tmp_path):

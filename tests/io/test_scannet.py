@@ -156,7 +156,8 @@ def test_export_bad_inputs(tmp_path):
 
 
 def test_scene_prefers_sens_and_can_be_told_otherwise(tmp_path):
-    from concerto3d.io.sens import SensFrameSource, SensWriter
+    from concerto3d.io.sens import SensWriter
+    from concerto3d.io.sens_frames import SensFrameSource
 
     scene = tmp_path / "scene0003_00"
     make_export(scene, n=2)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from concerto3d.io.frames import FrameSkip, RGBDFrame
-from concerto3d.io.sens import SensFrameSource, SensHeader, SensReader, SensWriter
+from concerto3d.io.sens import SensHeader, SensReader, SensWriter
+from concerto3d.io.sens_frames import SensFrameSource
 
 KC = np.array([[40.0, 0, 31.5], [0, 41.0, 23.5], [0, 0, 1]])
 KD = np.array([[20.0, 0, 15.5], [0, 20.5, 11.5], [0, 0, 1]])

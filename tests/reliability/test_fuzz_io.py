@@ -18,7 +18,8 @@ from concerto3d.io.ply import (Mesh, read_mesh_ply, read_point_cloud, read_verte
                                write_mesh_ply)
 from concerto3d.io.rgbd_folder import RGBDFolderSource
 from concerto3d.io.scannet import read_aggregation_json, read_segs_json
-from concerto3d.io.sens import SensFrameSource, SensWriter
+from concerto3d.io.sens import SensWriter
+from concerto3d.io.sens_frames import SensFrameSource
 from fuzzing import DAMAGE, FUZZ, TEXT_DAMAGE, check_own_error, damage_bytes, damage_text, time_limit
 
 
