@@ -17,6 +17,7 @@ Everything is written under ``OUT/.tmp-<scene>-<pid>`` through :mod:`concerto3d.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections import Counter
@@ -34,6 +35,8 @@ from concerto3d.data.preprocess_options import PreprocessOptions
 from concerto3d.data.scene import image_path, write_arrays, write_meta
 from concerto3d.errors import InputError
 from concerto3d.labels import IGNORE_INDEX, nyu40_to_scannet20
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FORMAT_VERSION", "MeshInput", "ScenePoints", "points_from_mesh", "points_from_fusion", "process_scene"]
 
@@ -183,7 +186,7 @@ class _FrameWriter:
 
 def _stream_frames(frames, writer: _FrameWriter, options: PreprocessOptions, fusion: VoxelFusion | None,
                    stats: FrameStats) -> None:
-    from concerto3d.io.frames import SKIP_INVALID_POSE, FrameSkip, is_valid_pose
+    from concerto3d.io.frames import SKIP_BAD_GEOMETRY, SKIP_INVALID_POSE, FrameSkip, geometry_problem, is_valid_pose
     from concerto3d.io.sens_frames import SensFrameSource
 
     stats.total = len(frames)
@@ -200,6 +203,12 @@ def _stream_frames(frames, writer: _FrameWriter, options: PreprocessOptions, fus
             continue
         if not np.any(item.depth > 0):
             stats.skipped["no valid depth"] += 1
+            continue
+        problem = geometry_problem(item)
+        if problem is not None:  # counted by reason in meta.json; the first one is logged with its numbers
+            if not stats.skipped[SKIP_BAD_GEOMETRY]:
+                log.warning("skipping frame %d and any like it: %s", item.index, problem)
+            stats.skipped[SKIP_BAD_GEOMETRY] += 1
             continue
         writer.add(item)
         if fusion is not None:

@@ -28,6 +28,26 @@ SKIP_MISSING_POSE = "missing pose"
 SKIP_UNREADABLE_COLOR = "unreadable color"
 SKIP_UNREADABLE_DEPTH = "unreadable depth"
 SKIP_UNREADABLE_POSE = "unreadable pose"
+SKIP_BAD_GEOMETRY = "intrinsics do not fit the images"
+
+
+def geometry_problem(frame: "RGBDFrame", max_aspect_change: float = 0.1) -> str | None:
+    """What makes a frame's camera model unusable, or None: each principal point strictly inside its image (a
+    point at 0 or past the border is a wrong or swapped intrinsics file), and colour and depth of about one aspect
+    (they see the same view; ScanNet's 1296x968 and 640x480 differ by 0.4 %).
+
+    Returns:
+        a short description, or None when the geometry is consistent.
+    """
+    for name, image, K in (("colour", frame.color, frame.intrinsic_color), ("depth", frame.depth,
+                                                                             frame.intrinsic_depth)):
+        h, w = image.shape[:2]
+        if not (0 < K[0, 2] < w and 0 < K[1, 2] < h):
+            return f"the {name} principal point ({K[0, 2]:.1f}, {K[1, 2]:.1f}) is not inside its {w}x{h} image"
+    (hc, wc), (hd, wd) = frame.color.shape[:2], frame.depth.shape[:2]
+    if abs((wc / hc) / (wd / hd) - 1) > max_aspect_change:
+        return f"colour {wc}x{hc} and depth {wd}x{hd} have different aspects"
+    return None
 
 
 @dataclass

@@ -179,12 +179,14 @@ def test_bad_scenes_are_skipped_with_a_reason_and_the_others_go_on(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:-500])
     write_scannet_scene(scans, "scene0002_00", [])  # an empty scene: no frames
     summary = preprocess(scans, tmp_path / "out", frame_skip=1, voxel=0.05, progress=False, **SMALL)
-    assert summary["scenes"] == {"total": 3, "done": 1, "skipped": 2}
-    assert "truncated" in summary["skipped"]["scene0001_00"] and "scene0001_00.sens" in summary["skipped"][
-        "scene0001_00"]
+    # the truncated .sens keeps the frames before the damage (issue 27); the empty scene is skipped
+    assert summary["scenes"] == {"total": 3, "done": 2, "skipped": 1}
+    meta = json.loads((tmp_path / "out" / "scene0001_00" / "meta.json").read_text())
+    assert meta["frames"]["kept"] == 2 and meta["frames"]["total"] == 3
     assert "no usable frames" in summary["skipped"]["scene0002_00"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene0000_00", "splits", "summary.json"]
-    assert (tmp_path / "out" / "splits" / "train.txt").read_text() == "scene0000_00\n"  # the skipped ones left out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene0000_00", "scene0001_00", "splits",
+                                                                     "summary.json"]  # the lock is gone too
+    assert (tmp_path / "out" / "splits" / "train.txt").read_text() == "scene0000_00\nscene0001_00\n"
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["skipped"] == summary["skipped"] and "this_run" not in written
 

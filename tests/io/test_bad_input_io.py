@@ -164,3 +164,26 @@ def test_image_errors(tmp_path):
     with pytest.raises(InputError, match="depth scale"):
         read_depth(tmp_path / "d16.png", -1)
     np.testing.assert_allclose(read_depth(tmp_path / "d16.png", 1000), 0.007)
+
+
+def test_frames_whose_intrinsics_do_not_fit_their_images_are_named():
+    """Issue 27, item 10: a principal point at 0 or outside the image, and colour and depth of different aspects,
+    are found (preprocess skips such frames by reason) instead of giving silently wrong correspondences."""
+    import numpy as np
+
+    from concerto3d.io.frames import RGBDFrame, geometry_problem
+
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+
+    def frame(color_hw=(480, 640), depth_hw=(480, 640), kc=K, kd=K):
+        return RGBDFrame(0, np.zeros((*color_hw, 3), np.uint8), np.ones(depth_hw, np.float32), np.eye(4), kc, kd)
+
+    assert geometry_problem(frame()) is None
+    assert geometry_problem(frame(color_hw=(968, 1296), kc=K * [[2.025], [2.0167], [1]])) is None  # ScanNet's sizes
+    at_zero = K.copy()
+    at_zero[0, 2] = 0.0
+    assert "colour principal point (0.0, 240.0)" in geometry_problem(frame(kc=at_zero))
+    assert "depth principal point" in geometry_problem(frame(depth_hw=(240, 320)))  # intrinsics of another size
+    wide = K.copy()
+    wide[:2, 2] = (640, 240)
+    assert "different aspects" in geometry_problem(frame(color_hw=(480, 1280), kc=wide))
