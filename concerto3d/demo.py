@@ -17,6 +17,8 @@ import shutil
 import time
 from pathlib import Path
 
+from concerto3d.errors import InputError
+
 log = logging.getLogger(__name__)
 
 MARKER = ".concerto3d-demo"  # written into the demo's folder: --fresh deletes only a folder that holds it
@@ -46,14 +48,13 @@ def _stage(name: str, argv: list[str], done: Path) -> None:
     print(f"[demo] {name}: concerto3d {' '.join(argv)}", flush=True)
     start = time.perf_counter()
     code = main(argv)
-    if code != 0:
-        raise SystemExit(f"[demo] {name} failed (exit {code})")
+    if code != 0:  # the stage printed its one-line reason; the demo stops with one more, exit 2
+        raise InputError(f"the {name} stage failed (exit {code}); its reason is on the line above")
     print(f"[demo] {name}: {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from concerto3d.data.scene import split_names
-    from concerto3d.errors import InputError
     from concerto3d.io.paths import ensure_output_dir
 
     out: Path = args.out

@@ -270,10 +270,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not (args.out or args.ply or args.interactive or args.frame is not None):
         raise InputError("nothing to do: give --out PNG, --ply PLY, --frame K and/or --interactive")
-    if args.interactive and not has_display():
-        print("concerto3d visualize: no display (DISPLAY is not set); --interactive needs a desktop session",
-              file=sys.stderr)
-        return 1
+    if args.interactive and not has_display():  # the environment can't do what was asked: a usage error, exit 2
+        raise InputError("no display (DISPLAY is not set); --interactive needs a desktop session (use --out PNG or "
+                         "--ply PLY on a server)")
     tile_size = _parse_size(args.tile_size)
     for flag, value in (("--out", args.out), ("--ply", args.ply)):
         if value:
@@ -315,6 +314,5 @@ def run(args: argparse.Namespace) -> int:
         colorings = {"input": scene.color.astype(np.float32) / 255.0, "labels": label_colors(scene.segment20),
                      "pca": pca, "similarity": similarity_colors(features, query)}
         if not interactive_view(scene.coord, scene.normal, features, colorings, query, cull=not args.no_cull):
-            print("concerto3d visualize: could not open a window on this display", file=sys.stderr)
-            return 1
+            raise InputError("could not open a window on this display")
     return 0

@@ -280,3 +280,13 @@ def test_synth_workers_end_when_synth_is_killed(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_failed_demo_stage_exits_2_with_one_more_line(tmp_path, capsys, monkeypatch):
+    import concerto3d.cli as cli
+
+    real_main = cli.main
+    monkeypatch.setattr(cli, "main", lambda argv: 2 if argv[0] == "synth" else real_main(argv))
+    assert real_main(["demo", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("concerto3d demo: error: the synth stage failed (exit 2)")

@@ -105,7 +105,7 @@ def test_frame_alone_needs_no_model(scene, tmp_path, monkeypatch, capsys):
 def test_interactive_without_display_says_so_and_fails(scene, stand_in, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    assert main(["visualize", str(scene), "--model", "RUN", "--interactive"]) == 1
+    assert main(["visualize", str(scene), "--model", "RUN", "--interactive"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "display" in err
 
