@@ -192,6 +192,7 @@ def _stream_frames(frames, writer: _FrameWriter, options: PreprocessOptions, fus
     stats.total = len(frames)
     reduce = options.reduced_decode and fusion is None and isinstance(frames, SensFrameSource)
     extra = {"color_min_size": options.image_size} if reduce else {}
+    sizes = None  # (colour, depth) shapes of the first kept frame: a sequence keeps its sizes
     for item in frames.iter_frames(step=options.frame_skip, **extra):
         if options.max_frames is not None and stats.kept >= options.max_frames:
             break
@@ -205,11 +206,15 @@ def _stream_frames(frames, writer: _FrameWriter, options: PreprocessOptions, fus
             stats.skipped["no valid depth"] += 1
             continue
         problem = geometry_problem(item)
+        if problem is None and sizes is not None and (item.color.shape, item.depth.shape) != sizes:
+            problem = (f"its colour {item.color.shape[1]}x{item.color.shape[0]} / depth {item.depth.shape[1]}x"
+                       f"{item.depth.shape[0]} differ from the sequence's first frame")
         if problem is not None:  # counted by reason in meta.json; the first one is logged with its numbers
             if not stats.skipped[SKIP_BAD_GEOMETRY]:
                 log.warning("skipping frame %d and any like it: %s", item.index, problem)
             stats.skipped[SKIP_BAD_GEOMETRY] += 1
             continue
+        sizes = sizes or (item.color.shape, item.depth.shape)
         writer.add(item)
         if fusion is not None:
             fusion.add_frame(item.depth, item.intrinsic_depth, item.color, item.intrinsic_color,

@@ -326,3 +326,25 @@ def test_a_scene_finished_meanwhile_by_another_process_is_kept(tmp_path):
     process_scene("s", src, _mesh_input(), tmp_path, options)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["meta.json"]
+
+
+def test_frames_that_change_size_mid_sequence_are_skipped_by_reason(tmp_path):
+    """Issue 27, item 10: one intrinsics file serves a whole RGB-D sequence, so a frame whose images have other sizes
+    than the sequence's first kept frame cannot be trusted; it is skipped and counted, the rest kept."""
+    first = FakeFrameSource(room_poses(4)[:3])
+    other = FakeFrameSource(room_poses(4)[3:], color_size=(120, 160), depth_size=(60, 80))
+
+    class Mixed:
+        name = "s"
+
+        def __len__(self):
+            return 4
+
+        def iter_frames(self, step=1):
+            yield from first.iter_frames(step)
+            for frame in other.iter_frames(step):
+                frame.index = 3
+                yield frame
+
+    meta = process_scene("s", Mixed(), _mesh_input(), tmp_path, PreprocessOptions(frame_skip=1, **SMALL))
+    assert meta["frames"]["kept"] == 3 and meta["frames"]["skipped"] == {"intrinsics do not fit the images": 1}
