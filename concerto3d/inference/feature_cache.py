@@ -27,18 +27,15 @@ from concerto3d.data.image_transforms import Normalize, to_float_image
 from concerto3d.data.scene import frame_count, image_features_path, image_path, load_array, read_image
 from concerto3d.errors import FormatError
 from concerto3d.io.atomic import atomic_write
+from concerto3d.models.digest import state_digest
 
 __all__ = ["encoder_digest", "encode_frames", "ensure_feature_cache"]
 
 
 def encoder_digest(encoder: torch.nn.Module, image_size: tuple[int, int]) -> str:
-    """16 hex digits of sha256 over the encoder's state (names, dtypes, shapes, bytes), its config and the image
-    size (H, W) it is fed at."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(encoder.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    """16 hex digits of sha256 over the encoder's weights (:func:`concerto3d.models.digest.state_digest`), its
+    config and the image size (H, W) it is fed at."""
+    h = hashlib.sha256(state_digest(encoder).encode())
     config = getattr(encoder, "config", None)
     if dataclasses.is_dataclass(config):
         h.update(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())

@@ -7,7 +7,6 @@ Without them the run is a single process and every helper here is a no-op.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import torch.distributed as dist
 logger = logging.getLogger(__name__)
 
 __all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "all_reduce_mean",
-           "all_reduce_max", "all_gather_object", "broadcast_object", "barrier", "state_digest"]
+           "all_reduce_max", "all_gather_object", "broadcast_object", "barrier"]
 
 
 @dataclass(frozen=True)
@@ -105,13 +104,3 @@ def broadcast_object(obj, src: int = 0):
 def barrier() -> None:
     if _active():
         dist.barrier()
-
-
-def state_digest(module: torch.nn.Module) -> str:
-    """SHA-256 over a module's parameters and buffers (names, dtypes, shapes, bytes): equal digests = equal weights."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()

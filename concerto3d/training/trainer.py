@@ -27,6 +27,7 @@ from torch import nn
 
 from concerto3d.config import TrainConfig, to_dict, to_yaml, with_data_geometry
 from concerto3d.device import resolve_device
+from concerto3d.models.digest import state_digest
 from concerto3d.errors import InputError
 from concerto3d.io.paths import ensure_output_dir, output_lock
 from concerto3d.training import distributed as ddp
@@ -396,7 +397,7 @@ def _train(cfg: TrainConfig, data_root, run_dir: Path, resume: bool, on_step_end
         if not interrupted and info.is_main:
             model_dir = save_model(model, cfg, run_dir, weights=cfg.export_weights, steps=steps_done)
             logger.info("saved the trained encoders (%s) to %s", cfg.export_weights, model_dir)
-        digest = ddp.state_digest(model)
+        digest = state_digest(model)
         logger.info("rank %d: weights digest %s after %d steps", info.rank, digest, steps_done)
         ddp.barrier()
         if skipped:

@@ -87,3 +87,11 @@ def test_the_joint_step_with_cached_features_equals_the_step_that_runs_the_encod
     b = model(cached)
     for key in ("loss", "loss_dense", "loss_scene"):
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+
+
+def test_the_digest_covers_scalar_buffers_and_every_weight():
+    encoder = tiny_encoder(0)
+    encoder.register_buffer("scale", torch.tensor(1.0))  # a 0-d tensor (a copy of the hashing once crashed here)
+    a = encoder_digest(encoder, SIZE)
+    encoder.scale.fill_(2.0)
+    assert encoder_digest(encoder, SIZE) != a

@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from concerto3d.training.distributed import DistInfo, all_gather_object, all_reduce_max, state_digest
+from concerto3d.models.digest import state_digest
+from concerto3d.training.distributed import DistInfo, all_gather_object, all_reduce_max
 
 
 def test_single_process_helpers_are_no_ops():
