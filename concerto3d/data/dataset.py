@@ -289,6 +289,7 @@ class SceneDataset(torch.utils.data.Dataset):
                              f"all {len(names)} have fewer", self.root)
         self.point_transform = build_point_transforms(self.config)
         self.image_transform = build_image_transforms(self.config)
+        self._image_normalize = build_image_transforms(dataclasses.replace(self.config, augment=False))
         self._num_frames: dict[str, int] = {}  # scene -> frame count, once its correspondences were checked
         self.feature_cache: str | None = None  # see use_feature_cache
 
@@ -301,7 +302,8 @@ class SceneDataset(torch.utils.data.Dataset):
 
     def use_feature_cache(self, digest: str | None) -> None:
         """Give every sample the cached patch features of a frozen image encoder for its images
-        (``<scene>/image_features/<digest>.npy``, made by ``concerto3d.inference.feature_cache``); None: none."""
+        (``<scene>/image_features/<digest>.npy``, made by ``concerto3d.inference.feature_cache``); None: none.
+        With a cache the images are only normalised, not augmented: the features are what the model reads."""
         self.feature_cache = digest
 
     def set_epoch(self, epoch: int) -> None:
@@ -404,8 +406,11 @@ class SceneDataset(torch.utils.data.Dataset):
                 raise FormatError(f"holds {len(cached)} frames, the crop needs frame {int(crop.frame_index.max())}",
                                   path)
             features = torch.from_numpy(np.asarray(cached[crop.frame_index], dtype=np.float32))
-        images = [self.image_transform(x, rng) for x in plain]
-        images_teacher = [self.image_transform(x, rng) for x in plain]
+        if self.feature_cache is None:
+            images = [self.image_transform(x, rng) for x in plain]
+            images_teacher = [self.image_transform(x, rng) for x in plain]
+        else:  # the cached features stand for the images: no augmentation to pay for (a third of a sample's time)
+            images = images_teacher = [self._image_normalize(x, rng) for x in plain]
         return CropSample(
             labels=torch.from_numpy(crop.segment20),
             view_student=make_view(student, cfg.use_color, cfg.use_normal, cfg.position_feature),

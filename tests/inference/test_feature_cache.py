@@ -95,3 +95,20 @@ def test_the_digest_covers_scalar_buffers_and_every_weight():
     a = encoder_digest(encoder, SIZE)
     encoder.scale.fill_(2.0)
     assert encoder_digest(encoder, SIZE) != a
+
+
+def test_with_a_cache_the_images_are_not_augmented_and_the_points_are_the_same(tmp_path):
+    """The model reads the cached features, so the dataset skips the image augmentation (a third of a sample's
+    time); the point views, drawn before it from the same generator, do not change."""
+    import dataclasses
+
+    make_fake_root(tmp_path, n_scenes=1, n_frames=3, image_size=(64, 96))
+    augmented = SceneDataset(tmp_path, None, dataclasses.replace(DATA, augment=True))
+    cached = SceneDataset(tmp_path, None, dataclasses.replace(DATA, augment=True))
+    plain = SceneDataset(tmp_path, None, DATA)  # augment=False: normalised images only
+    cached.use_feature_cache(ensure_feature_cache(tiny_encoder(0), [tmp_path / "scene0000_00"], SIZE))
+    a, c, p = augmented[0], cached[0], plain[0]
+    torch.testing.assert_close(c.images, p.images)
+    assert torch.equal(c.images_teacher, c.images) and not torch.allclose(a.images, c.images)
+    torch.testing.assert_close(c.view_student.coord, a.view_student.coord)
+    torch.testing.assert_close(c.view_teacher.feat, a.view_teacher.feat)
