@@ -3,19 +3,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from concerto3d import cli
 
-TINY = [
-    "data.max_points=256", "data.min_points=48", "data.max_frames=2", "data.image_size=[32, 48]",
-    "data.patch_size=16", "data.elastic_p=0", "image_encoder.image_size=[32, 48]", "image_encoder.patch_size=16",
-    "image_encoder.hidden_size=32", "image_encoder.num_layers=1", "image_encoder.num_heads=2",
-    "point_encoder.ratios=[0.25, 0.25]", "point_encoder.radii=[0.3, 0.6]", "point_encoder.sa_channels=[16, 32]",
-    "point_encoder.global_channels=32", "point_encoder.fp_channels=[32]", "point_encoder.out_channels=24",
-    "point_encoder.max_neighbors=16", "objective.proj_dim=32", "objective.hidden_dim=64",
-    "objective.num_prototypes=64", "optim.warmup_steps=1", "batch_size=2", "device=cpu", "checkpoint_every=1000",
-]
+_spec = importlib.util.spec_from_file_location("training_fixtures",
+                                               Path(__file__).resolve().parents[2] / "training" / "conftest.py")
+_training = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_training)
+
+# the training tests' tiny model, with 24-wide point features (a width no image encoder here has) and 1 warm-up step
+TINY = [o for o in _training.TINY_OVERRIDES
+        if not o.startswith(("point_encoder.out_channels=", "optim.warmup_steps="))] + [
+    "point_encoder.out_channels=24", "optim.warmup_steps=1"]
 
 
 @pytest.fixture
