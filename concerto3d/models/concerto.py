@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from concerto3d import objectives, ops
+from concerto3d.data.collate import FEATURE_CHANNELS, FEATURE_SLICES
 from concerto3d.models.heads import ProjectionHead, PrototypeHead
 from concerto3d.models.image_encoder import ImageEncoder
 from concerto3d.models.point_encoder import PointEncoder
@@ -186,6 +187,10 @@ class ConcertoModel(nn.Module):
                 self.heads["image_proj"] = ProjectionHead(self.image_encoder.out_channels, obj.hidden_dim,
                                                           obj.proj_dim)
 
+        # learned stand-in for the colour and normal channels of masked student points (objective.mask_ratio)
+        self.mask_token = (nn.Parameter(torch.zeros(FEATURE_CHANNELS - 3))
+                           if obj.mask_ratio > 0 and self.point_encoder is not None else None)
+
         self.teacher = nn.ModuleDict({
             f"{distilled}_encoder": copy.deepcopy(encoder),
             f"{distilled}_distill": copy.deepcopy(self.heads[f"{distilled}_distill"]),
@@ -230,7 +235,8 @@ class ConcertoModel(nn.Module):
         obj = self.objective
         view_s, view_t = batch.view_student, batch.view_teacher
         num_crop_points = int(batch.crop_offsets[-1])
-        student = self.point_encoder(view_s.coord, view_s.feat, view_s.batch)
+        feat_s, masked = self._mask(view_s)
+        student = self.point_encoder(view_s.coord, feat_s, view_s.batch)
         with torch.no_grad():
             teacher = self.teacher["point_encoder"](view_t.coord, view_t.feat, view_t.batch)
 
@@ -243,7 +249,21 @@ class ConcertoModel(nn.Module):
             out.update(self._cross_modal(batch, student.point_feat))
         out["loss"] = sum(v for k, v in out.items() if k.startswith("loss_"))
         out.update(self._stats(student.point_feat, len(s_rows), view_s.coord.size(0)))
+        if masked is not None:
+            out["masked"] = masked.float().mean().detach()
         return out
+
+    def _mask(self, view) -> tuple[Tensor, Tensor | None]:
+        """The student view's features with the colour and normal channels of masked grid cells replaced by
+        ``mask_token`` (training only), and the (N,) bool mask (None when masking is off)."""
+        if self.mask_token is None or not self.training:
+            return view.feat, None
+        masked = ops.grid_mask(view.coord, view.batch, self.objective.mask_size, self.objective.mask_ratio)
+        position = FEATURE_SLICES["xyz"]
+        token = torch.cat([view.feat.new_zeros(position.stop), self.mask_token.to(view.feat.dtype)])
+        cues = torch.ones(FEATURE_CHANNELS, dtype=torch.bool, device=view.feat.device)
+        cues[position] = False  # the position channels stay: masking hides what a point looks like, not where
+        return torch.where(masked[:, None] & cues, token, view.feat), masked
 
     def _forward_2d(self, batch, state: StepState) -> dict[str, Tensor]:
         if batch.images.size(0) == 0:

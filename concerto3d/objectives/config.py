@@ -52,6 +52,11 @@ class ObjectiveConfig:
     center_momentum: float = 0.9             # dino centring
     sinkhorn_iterations: int = 3
     contrast_temperature: float = 0.1        # contrast: softmax temperature
+    # masking (Masked Scene Contrast, Sonata): the student view's colour and normal channels are replaced by a
+    # learned token in this fraction of the cells of a mask_size grid (metres); the teacher sees the whole view, so
+    # the student must infer a masked point's features from its unmasked surroundings. 0 = off.
+    mask_ratio: float = 0.0
+    mask_size: float = 0.1
     koleo_weight: float = 0.0                # DINOv2's KoLeo spreading term on the student's encoder features
     max_distill_points: int = 1024           # a random subset of at most this many matched points per step (the
                                              # heads cost most of a CPU step; 1024 halves a 3D step against 4096,
@@ -74,6 +79,10 @@ class ObjectiveConfig:
         if len(self.image_crop) != 2 or not 0 < self.image_crop[0] <= self.image_crop[1] <= 1:
             raise ValueError(f"objective.image_crop: expected (min, max) with 0 < min <= max <= 1, got "
                              f"{self.image_crop}")
+        if not 0 <= self.mask_ratio < 1:
+            raise ValueError(f"objective.mask_ratio: expected in [0, 1), got {self.mask_ratio}")
+        if self.mask_size <= 0:
+            raise ValueError(f"objective.mask_size: expected metres > 0, got {self.mask_size}")
         if self.max_distill_points < 0:
             raise ValueError(f"objective.max_distill_points: expected >= 0, got {self.max_distill_points}")
         if min(self.proj_dim, self.hidden_dim, self.num_prototypes, self.max_negatives) < 2:

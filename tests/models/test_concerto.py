@@ -237,3 +237,24 @@ def test_2d_objective_cannot_match_patches_by_position_alone():
     out = model(tiny_batch())
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and out["matched"] == 2 * 2 * 3
+
+
+def test_masking_replaces_the_cues_of_masked_student_points_by_a_learned_token():
+    torch.manual_seed(0)
+    model = ConcertoModel(tiny_cfg("objective.kind=3d", "objective.mask_ratio=0.5", "objective.mask_size=0.5"))
+    batch = tiny_batch()
+    view = batch.view_student
+    with torch.no_grad():
+        model.mask_token.copy_(torch.arange(6, dtype=torch.float32) + 10)
+    feat, masked = model._mask(view)
+    assert 0 < masked.float().mean() < 1
+    assert torch.equal(feat[masked, 3:], (torch.arange(6.) + 10).expand(int(masked.sum()), 6))
+    assert torch.equal(feat[:, :3], view.feat[:, :3])  # the position channels are never masked
+    assert torch.equal(feat[~masked], view.feat[~masked])
+    out = model(batch)
+    assert 0 < out["masked"] < 1
+    out["loss"].backward()
+    assert model.mask_token.grad is not None and model.mask_token.grad.abs().sum() > 0
+    model.eval()  # evaluation and the teacher never see a mask
+    assert model._mask(view)[1] is None
+    assert ConcertoModel(tiny_cfg("objective.kind=3d")).mask_token is None
