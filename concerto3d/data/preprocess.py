@@ -178,9 +178,9 @@ def _progress_bar(total: int, enabled: bool):
     """A tqdm bar over scenes; without one, tqdm is not imported at all (its import takes about 0.1 s)."""
     if not enabled:
         return _NoBar()
-    from tqdm import tqdm
+    from concerto3d.io.progress import progress_bar
 
-    return tqdm(total=total, unit="scene", desc="preprocess")
+    return progress_bar(total=total, unit="scene", desc="preprocess")
 
 
 def _meta_options(meta_or_options) -> dict:

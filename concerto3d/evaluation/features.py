@@ -132,10 +132,10 @@ def embed_split(model, scenes: list[Path], max_points: int | None, seed: int, de
     With ``labelled_per_scene``, each scene keeps only its labelled points, at most that many (a random subset
     seeded by ``seed`` and the scene's position), which bounds the memory of the cached training set.
     """
-    from tqdm import tqdm
+    from concerto3d.io.progress import progress_bar
 
     feats, labels = [], []
-    for i, scene_dir in enumerate(tqdm(scenes, desc=desc, unit="scene", disable=not progress)):
+    for i, scene_dir in enumerate(progress_bar(scenes, desc=desc, unit="scene", disable=not progress)):
         sf = extract_point_features(model, scene_dir, max_points=max_points, seed=seed)
         x, y = sf.features, sf.labels
         if labelled_per_scene is not None:

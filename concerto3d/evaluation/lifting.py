@@ -171,10 +171,10 @@ def lift_split(image_encoder, data: str | os.PathLike, split: str, image_batch: 
         split: the split's name; image_batch: images per forward pass.
         desc, progress: the progress bar's label (``"<desc> <split>"``), and whether to show it.
     """
-    from tqdm import tqdm
+    from concerto3d.io.progress import progress_bar
 
     out = LiftedSplit(counts={"points": 0, "unseen": 0, "labelled": 0, "labelled_unseen": 0})
-    for scene_dir in tqdm(split_scenes(Path(data), split), desc=f"{desc} {split}", unit="scene", leave=False,
+    for scene_dir in progress_bar(split_scenes(Path(data), split), desc=f"{desc} {split}", unit="scene", leave=False,
                           disable=not progress):
         lifted = lift_scene_features(image_encoder, scene_dir, image_batch)
         out.features.append(lifted.features)

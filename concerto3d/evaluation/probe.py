@@ -46,7 +46,7 @@ def run_probe(model, data_dir, epochs: int = 20, lr: float = 1e-2, seed: int = 0
     Returns:
         (summary dict ready for JSON, :class:`ProbeResult` on val).
     """
-    from tqdm import tqdm
+    from concerto3d.io.progress import progress_bar
 
     from concerto3d.data.scene import split_scenes
     from concerto3d.evaluation.features import embed_split, extract_point_features, freeze
@@ -82,7 +82,7 @@ def run_probe(model, data_dir, epochs: int = 20, lr: float = 1e-2, seed: int = 0
     # 3. val: streamed into one confusion matrix over the whole split
     t0 = time.perf_counter()
     conf = np.zeros((NUM_CLASSES_20, NUM_CLASSES_20), dtype=np.int64)
-    for scene_dir in tqdm(val_scenes, desc="embed + predict val", unit="scene"):
+    for scene_dir in progress_bar(val_scenes, desc="embed + predict val", unit="scene"):
         sf = extract_point_features(model, scene_dir, max_points=max_points, seed=seed)
         conf += confusion_matrix(predict_probe(probe, sf.features), sf.labels, NUM_CLASSES_20)
     result = ProbeResult(conf)

@@ -228,9 +228,9 @@ def generate_dataset(out: str | os.PathLike, num_scenes: int, num_frames: int, s
         (out / SYNTH_MARKER).write_text("made by concerto3d synth: a rerun into this folder may replace its scenes\n")
         jobs = [(scans, k, int(seed), int(num_frames), color_size, depth_size, bool(full_mesh))
                 for k in range(int(num_scenes))]
-        from tqdm import tqdm
+        from concerto3d.io.progress import progress_bar
 
-        bar = tqdm(total=len(jobs), desc="synth", unit="scene", disable=not progress)
+        bar = progress_bar(total=len(jobs), desc="synth", unit="scene", disable=not progress)
         results: list[dict] = []
         if workers == 1:
             for job in jobs:

@@ -255,7 +255,7 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.Path
 
 def _train(cfg: TrainConfig, data_root, run_dir: Path, resume: bool, on_step_end, progress: bool) -> TrainResult:
     """The body of :func:`train`, with the run folder locked."""
-    from tqdm import tqdm
+    from concerto3d.io.progress import progress_bar
 
     from concerto3d.data.dataset import SceneDataset
     from concerto3d.models.build import build_model
@@ -311,7 +311,7 @@ def _train(cfg: TrainConfig, data_root, run_dir: Path, resume: bool, on_step_end
         batches = _batches(dataset, cfg, info, start_step, pin=device.type == "cuda")
         steps_per_epoch = len(batch_indices(len(dataset), cfg.batch_size, cfg.seed, 0, info.rank, info.world_size))
         params = [p for p in model.parameters() if p.requires_grad]
-        bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step",
+        bar = progress_bar(total=cfg.steps, initial=start_step, desc="train", unit="step",
                    disable=not (info.is_main and progress))
 
         def checkpoint(steps_done: int) -> None:
@@ -375,7 +375,8 @@ def _train(cfg: TrainConfig, data_root, run_dir: Path, resume: bool, on_step_end
                 if step % cfg.log_every == 0 or step == cfg.steps - 1:
                     log.log(step, metrics)
                 bar.update(1)
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", rank=f"{metrics['feat_rank']:.1f}")
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", rank=f"{metrics['feat_rank']:.1f}",
+                               refresh=False)
                 if on_step_end is not None:
                     on_step_end(step, metrics)
 

@@ -163,7 +163,7 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
     Returns:
         the table's rows (:class:`RowStats`), also written to ``results.{csv,md,png}``.
     """
-    from tqdm import tqdm
+    from concerto3d.io.progress import progress_bar
 
     from concerto3d.data.scene import split_scenes
 
@@ -182,7 +182,7 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
 
     units = [(row, seed) for seed in settings.seeds for row in settings.rows]
     done = {u for u in units if probe_path_of(out, *u).is_file()}
-    bar = tqdm(total=len(units), initial=len(done), desc="ablation", unit="run", disable=not progress,
+    bar = progress_bar(total=len(units), initial=len(done), desc="ablation", unit="run", disable=not progress,
                position=0)
     header = {"command": command, "data": str(data), "settings": {"data": str(data), **asdict(settings)}}
     cache: dict[str, SplitFeatures] = {}  # this seed's 2d and 3d features, for concat
