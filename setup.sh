@@ -18,6 +18,10 @@ VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 log() { printf '[setup] %s\n' "$*"; }
+# each step says how long it took (a fresh 2-core machine: about 19 minutes in all, 15 of them torch-cluster's build)
+SECONDS=0
+STEP_START=0
+took() { log "$1: $((SECONDS - STEP_START)) s"; STEP_START=$SECONDS; }
 
 # 1. System packages (Debian/Ubuntu, root). Skipped when all are present or when apt is not there.
 APT_PKGS="libusb-1.0-0 libgl1 libegl1 libgomp1 libvulkan1 mesa-vulkan-drivers build-essential python3-venv python3-dev"
@@ -38,6 +42,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
     fi
   fi
 fi
+took "1/5 system packages"
 
 # 2. Virtual environment.
 if [ ! -x "$VENV/bin/python" ]; then
@@ -46,6 +51,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 PIP="$PY -m pip --disable-pip-version-check -q"
+took "2/5 virtual environment"
 
 # 3. torch first: an unpinned torch pulled in by another package would fetch several GB of CUDA wheels.
 if "$PY" -c "import torch" 2>/dev/null; then
@@ -54,13 +60,15 @@ else
   log "installing torch==$TORCH_VERSION"
   $PIP install "torch==$TORCH_VERSION" numpy
 fi
+took "3/5 torch"
 
 # 4. torch-cluster: source-only on PyPI, must build against the torch above.
 if ! "$PY" -c "import torch_cluster" 2>/dev/null; then
   $PIP install ninja setuptools wheel
-  log "building torch-cluster against $("$PY" -c 'import torch; print(torch.__version__)') (first time: ~8 min on 2 cores; pip caches the wheel)"
+  log "building torch-cluster against $("$PY" -c 'import torch; print(torch.__version__)') (first time: ~15 min on 2 cores; pip caches the wheel)"
   MAX_JOBS="${MAX_JOBS:-$(nproc)}" $PIP install --no-build-isolation torch-cluster
 fi
+took "4/5 torch-cluster"
 
 # 5. The package, editable, with its extras.
 EXTRAS="${EXTRAS:-dev}"
@@ -69,7 +77,8 @@ if ! "$PY" -c "import concerto3d" 2>/dev/null || [ pyproject.toml -nt "$VENV/.co
   $PIP install -e ".[$EXTRAS]"
   touch "$VENV/.concerto3d-installed"
 fi
-log "ready: $VENV/bin/concerto3d"
+took "5/5 concerto3d"
+log "ready in ${SECONDS} s: $VENV/bin/concerto3d"
 
 case "$JOB" in
   "") ;;
