@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if any(not a.strip() for a in argv):  # an unset shell variable: as a path, "" would mean the current folder
+        print(f"concerto3d {args.command}: error: expected a value, got an empty argument", file=sys.stderr)
+        return 2
     for name, value in vars(args).items():  # NaN or infinity is never a meaningful option value
         if isinstance(value, float) and not math.isfinite(value):
             print(f"concerto3d {args.command}: error: --{name.replace('_', '-')}: expected a finite number, got "

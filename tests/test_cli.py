@@ -49,6 +49,15 @@ def test_input_error_is_one_line_without_traceback(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["synth", ""], ["preprocess", "scans", " "], ["probe", "data", "--model", ""], ["demo", ""]])
+def test_an_empty_path_is_refused_before_any_work(argv, tmp_path, monkeypatch, capsys):
+    """``synth ""`` (an unset shell variable) would otherwise generate into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    assert "expected a value, got an empty argument" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_python_dash_m_runs_the_same_cli():
     result = subprocess.run([sys.executable, "-m", "concerto3d", "--version"], capture_output=True, text=True)
     assert result.returncode == 0

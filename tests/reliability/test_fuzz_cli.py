@@ -1,22 +1,27 @@
-"""Generated command lines: 500 argument lists built from each subcommand's own options, mixed with bad values
-(negative, zero, NaN, inf, malformed sizes, unknown or ill-typed ``key=value`` overrides) and bad paths (missing,
-empty, junk, a file where a folder belongs, scenes with junk arrays, a model folder with a junk config).
+"""Generated command lines: 200 argument lists per subcommand, built from the subcommand's own options, mixed with
+bad values (negative, zero, NaN, inf, malformed sizes, unknown or ill-typed ``key=value`` overrides) and bad paths
+(missing, empty, junk, a file where a folder belongs, scenes with junk arrays, a model folder with a junk config).
 
-``concerto3d`` must answer each with a usage error from argparse (exit 2) or one line ``concerto3d CMD: error:
-...`` (exit 2): no traceback, no hang (20 s per case). ``demo`` is left out (with good arguments it runs the whole
-pipeline); ``synth`` always gets an output path that is a file, so it can never start generating."""
+``concerto3d`` must answer each with a usage error from argparse or one line ``concerto3d CMD: error: ...``, both
+exit 2: no traceback, no hang (20 s per case), and no file or folder changed anywhere but under the output paths the
+command line named (``--out``, ``--ply``, the output positional). Every case is a bad input: no generated command
+line can succeed, as none names usable scans or a usable model; ``synth`` and ``demo`` only get an output path that
+is a file, lies under a file, or is a folder they did not make, so they can never start generating."""
 
 import argparse
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from concerto3d.cli import build_parser, main
 from fuzzing import FUZZ, time_limit
 
-COMMANDS = ("preprocess", "train", "probe", "visualize", "ablate", "synth")
+COMMANDS = ("preprocess", "train", "probe", "visualize", "ablate", "synth", "embed", "demo")
+CASES_PER_COMMAND = 200
 VALUES = ["0", "-1", "1", "2", "nan", "inf", "-inf", "1e309", "0.5", "abc", "", "48x64", "50x64", "0x0", "-3x4",
           "1x", "x", "auto", "cpu", "cuda", "joint", "2d", "steps=nan", "steps=-5", "optim.lr=abc", "optim.lrr=1",
           "data.image_size=[1,2]", "data.image_size=oops", "batch_size=0", "bogus.key=1", "=", "a=b=c",
@@ -74,14 +79,42 @@ def _options(command: str) -> list[argparse.Action]:
 OPTIONS = {c: _options(c) for c in COMMANDS}
 
 
+OUTPUT_OPTIONS = ("--out", "--ply")
+OUTPUT_POSITIONAL = {"preprocess": 1, "synth": 0, "demo": 0}  # index among the positionals
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """{path: (kind, size, mtime_ns)} of everything under ``root`` (links not followed)."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            st_ = os.lstat(path)
+            out[path] = (name in dirs, st_.st_size if name in files else 0, st_.st_mtime_ns)
+    return out
+
+
+def _outputs(command: str, argv: list[str]) -> list[str]:
+    """The output paths that ``argv`` names (absolute)."""
+    outs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in OUTPUT_OPTIONS]
+    positionals = [a for a in argv[1:] if not a.startswith("-") and "=" not in a]
+    if command in OUTPUT_POSITIONAL and len(positionals) > OUTPUT_POSITIONAL[command]:
+        outs.append(positionals[OUTPUT_POSITIONAL[command]])
+    return [os.path.abspath(o) for o in outs if o]
+
+
 @st.composite
-def command_lines(draw, paths: list[str]):
-    command = draw(st.sampled_from(COMMANDS))
+def command_lines(draw, command: str, paths: list[str], not_generating: list[str]):
     path = st.sampled_from(paths)
-    # synth's positional is always a file: with a usable folder it would start generating scenes
-    # ablate with a readable (one-point) scene would fit a probe for its random row before it looks at the data
-    first = st.sampled_from([p for p in paths if "one_point" not in p]) if command == "ablate" else path
-    argv = [command, draw(st.just("FILE") if command == "synth" else first)]
+    if command in ("synth", "demo"):  # never a folder they could generate into
+        first = st.sampled_from(not_generating)
+    elif command == "ablate":  # with a readable (one-point) scene it would fit a probe for its random row first
+        first = st.sampled_from([p for p in paths if "one_point" not in p])
+    else:
+        first = path
+    argv = [command, draw(first)]
+    if command == "preprocess" and draw(st.integers(0, 4)):  # most runs get OUT, so preprocess judges SCANS
+        argv.append(draw(path))
     for _ in range(draw(st.integers(0, 3))):
         action = draw(st.sampled_from(OPTIONS[command]))
         argv.append(action.option_strings[0])
@@ -90,44 +123,53 @@ def command_lines(draw, paths: list[str]):
         if action.choices:
             argv.append(draw(st.sampled_from(list(action.choices) + ["bogus"])))
         else:
-            argv.append(draw(path if action.metavar in ("RUN", "YAML", "JSON", "PNG", "PLY", "DIR")
+            argv.append(draw(path if action.metavar in ("RUN", "YAML", "JSON", "PNG", "PLY", "DIR", "FEATURES.npy")
                              else st.sampled_from(GOOD) | st.sampled_from(VALUES)))
     if command in ("train", "ablate"):
         argv += draw(st.lists(st.sampled_from([v for v in VALUES if "=" in v]), max_size=1))
-    if command in ("train", "ablate", "probe", "visualize") and draw(st.booleans()):
-        # most runs get their required option, so the subcommand itself (not argparse) judges the rest
+    if command in ("train", "ablate", "probe", "visualize", "embed") and draw(st.booleans()):
+        # most runs get their required options, so the subcommand itself (not argparse) judges the rest
         argv += ["--out" if command in ("train", "ablate") else "--model", draw(path)]
+        if command == "embed":
+            argv += ["--out", draw(path)]
     if draw(st.integers(0, 9)) == 0:
         argv.insert(draw(st.integers(1, len(argv))), draw(st.sampled_from(["--bogus", "-x", "--", "extra"])))
     return argv
 
 
-def test_generated_command_lines(bad_paths, capsys):
-    paths = [p for k, p in bad_paths.items() if k not in ("junk.yaml", "list.yaml")] + \
-        [bad_paths["junk.yaml"], bad_paths["list.yaml"]]
+@pytest.mark.parametrize("command", COMMANDS)
+def test_generated_command_lines(command, bad_paths, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # a relative path a command writes lands here, where the tree check sees it
+    root = Path(bad_paths["empty_dir"]).parent
+    paths = list(bad_paths.values())
+    not_generating = [bad_paths[k] for k in ("junk.bin", "empty_file", "under_a_file", "junk_scenes",
+                                             "model_folder")] + [""]
     outcomes = {"usage": 0, "error": 0}
 
-    @FUZZ
-    @given(argv=command_lines(paths))
+    @settings(FUZZ, max_examples=CASES_PER_COMMAND)
+    @given(argv=command_lines(command, paths, not_generating))
     def check(argv):
-        argv = [bad_paths["junk.bin"] if a == "FILE" else a for a in argv]
+        before = {**_tree(root), **_tree(tmp_path)}
         with time_limit():
             try:
                 code = main(argv)
             except SystemExit as exit_:  # argparse: usage line + error on stderr
-                assert exit_.code == 2, (argv, exit_.code)
+                code = exit_.code
                 err = capsys.readouterr().err
-                assert "error:" in err and "Traceback" not in err, (argv, err)
+                assert code == 2 and "error:" in err and "Traceback" not in err, (argv, code, err)
                 outcomes["usage"] += 1
-                return
-        err = capsys.readouterr().err
-        # 2: the user's mistake; 1: the environment cannot do it (visualize --interactive without a display)
-        assert code in (1, 2), (argv, code, err)
-        lines = [line for line in err.splitlines() if line.startswith("concerto3d ")]
-        assert len(lines) == 1 and (code == 1 or ": error: " in lines[0]), (argv, err)
-        assert "Traceback" not in err, (argv, err)
-        outcomes["error"] += 1
+            else:
+                err = capsys.readouterr().err
+                lines = [line for line in err.splitlines() if line.startswith("concerto3d ")]
+                assert code == 2, (argv, code, err)
+                assert len(lines) == 1 and ": error: " in lines[0] and "Traceback" not in err, (argv, err)
+                outcomes["error"] += 1
+        after = {**_tree(root), **_tree(tmp_path)}
+        allowed = _outputs(command, argv)
+        changed = [p for p in before.keys() | after.keys() if before.get(p) != after.get(p)]
+        outside = [p for p in changed if not any(p == o or p.startswith(o + os.sep) for o in allowed)]
+        assert not outside, (argv, outside)
 
     check()
-    # both paths are exercised: argparse's rejections and the subcommands' own checks
-    assert outcomes["usage"] > 25 and outcomes["error"] > 25, outcomes
+    # both paths are exercised: argparse's rejections and the subcommand's own checks
+    assert outcomes["usage"] > 10 and outcomes["error"] > 10, outcomes
