@@ -51,4 +51,6 @@ def progress_bar(iterable: Iterable | None = None, *, stream: IO[str] | None = N
     if _is_terminal(stream):
         return tqdm(iterable, file=stream, **kwargs)
     kwargs.setdefault("ncols", 100)
-    return tqdm(iterable, file=LineWriter(stream), mininterval=interval, maxinterval=interval, ascii=True, **kwargs)
+    return tqdm(iterable, file=LineWriter(stream), mininterval=interval,
+                # no monitor-thread redraws between updates: a line per interval at most
+                maxinterval=float("inf"), ascii=True, **kwargs)
