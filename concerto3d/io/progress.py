@@ -20,11 +20,13 @@ class LineWriter:
 
     def __init__(self, stream: IO[str]):
         self.stream = stream
+        self.last = ""
 
     def write(self, text: str) -> None:
         line = text.replace("\r", "").strip()
-        if line:
+        if line and line != self.last:  # closing redraws the last state once more
             self.stream.write(line + "\n")
+            self.last = line
 
     def flush(self) -> None:
         self.stream.flush()
