@@ -7,12 +7,16 @@ therefore writes one plain line at most every ``interval`` seconds (and its last
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import IO, Iterable
 
 __all__ = ["progress_bar", "LineWriter", "OFF_TERMINAL_INTERVAL"]
 
 OFF_TERMINAL_INTERVAL = 30.0  # seconds between progress lines in a log file
+
+
+_CURSOR_MOVES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # nested bars move the cursor up and down on a terminal
 
 
 class LineWriter:
@@ -23,7 +27,7 @@ class LineWriter:
         self.last = ""
 
     def write(self, text: str) -> None:
-        line = text.replace("\r", "").strip()
+        line = _CURSOR_MOVES.sub("", text.replace("\r", "")).strip()
         if line and line != self.last:  # closing redraws the last state once more
             self.stream.write(line + "\n")
             self.last = line

@@ -35,3 +35,12 @@ def test_on_a_terminal_the_bar_redraws_in_place():
     for _ in progress_bar(range(5), desc="scenes", stream=tty, mininterval=0):
         pass
     assert tty.getvalue().count("\r") >= 5
+
+
+def test_off_a_terminal_nested_bars_write_no_cursor_moves():
+    log = io.StringIO()
+    with progress_bar(total=2, desc="outer", stream=log, interval=0) as outer:
+        for _ in progress_bar(range(3), desc="inner", stream=log, interval=0, leave=False):
+            pass
+        outer.update(2)
+    assert "\x1b" not in log.getvalue() and "inner" in log.getvalue()
