@@ -31,6 +31,7 @@ from concerto3d.data.collate import CropSample, make_view
 from concerto3d.data.image_transforms import (ImageColorJitter, ImageGaussianBlur, ImageGrayscale, Normalize,
                                               to_float_image)
 from concerto3d.data.compose import Compose
+from concerto3d.data.frame_index import EXACT_ROWS, FrameIndex
 from concerto3d.data.point_cloud import PointCloud, grid_sample_rows, nearest_k
 from concerto3d.data.transforms import (ColorDrop, ColorJitter, ElasticDistortion, NormalDrop, RandomCrop, RandomFlip,
                                         RandomJitter, RandomRotateZ, RandomScale, RandomTilt)
@@ -290,7 +291,8 @@ class SceneDataset(torch.utils.data.Dataset):
         self.point_transform = build_point_transforms(self.config)
         self.image_transform = build_image_transforms(self.config)
         self._image_normalize = build_image_transforms(dataclasses.replace(self.config, augment=False))
-        self._num_frames: dict[str, int] = {}  # scene -> frame count, once its correspondences were checked
+        # scene -> (frame count, FrameIndex or None), once its correspondences were checked
+        self._frame_index: dict[str, tuple[int, FrameIndex | None]] = {}
         self.feature_cache: str | None = None  # see use_feature_cache
 
     def __len__(self) -> int:
@@ -315,14 +317,21 @@ class SceneDataset(torch.utils.data.Dataset):
         return np.random.default_rng([self.config.seed, self.epoch, int(index)])
 
     # -- crop --------------------------------------------------------------------------------------------------
-    def _correspondences(self, folder: Path, num_points: int) -> tuple[np.ndarray, int]:
-        """``correspondences.npy`` (checked once per scene and process) and F = 1 + the largest frame index."""
-        if folder.name not in self._num_frames:
-            corr = load_correspondences(folder, num_points)
-            self._num_frames[folder.name] = int(corr[:, 0].max()) + 1 if len(corr) else 0
+    def _correspondences(self, folder: Path, num_points: int) -> tuple[np.ndarray, int, FrameIndex | None]:
+        """``correspondences.npy`` memory-mapped (checked once per scene and process), F = 1 + the largest frame
+        index, and the scene's :class:`FrameIndex` (None: the file is small or not sorted by frame; read it whole)."""
+        if folder.name not in self._frame_index:
+            corr = load_correspondences(folder, num_points, mmap=True)
+            index = FrameIndex.build(corr) if len(corr) > EXACT_ROWS else None
+            if len(corr) > EXACT_ROWS and index is None:
+                log.warning("%s: correspondences.npy is not sorted by frame; every crop reads all %d rows",
+                            folder.name, len(corr))
+            num_frames = index.num_frames if index is not None else (
+                int(np.asarray(corr[:, 0]).max()) + 1 if len(corr) else 0)
+            self._frame_index[folder.name] = (num_frames, index)
         else:
-            corr = load_array(folder / "correspondences.npy")
-        return corr, self._num_frames[folder.name]
+            corr = load_array(folder / "correspondences.npy", mmap=True)
+        return (corr, *self._frame_index[folder.name])
 
     def load_crop(self, index: int, rng: np.random.Generator) -> SceneCrop:
         """Crop scene ``index % len(scenes)`` at a random centre; see the module docstring."""
@@ -332,26 +341,32 @@ class SceneDataset(torch.utils.data.Dataset):
         coord = load_array(folder / "coord.npy")
         check_array(coord, folder / "coord.npy", (None, 3), "f")
         n_all = len(coord)
-        corr, num_frames = self._correspondences(folder, n_all)
-        corr_frame, corr_point_scene = corr[:, 0], corr[:, 3]
+        corr, num_frames, index = self._correspondences(folder, n_all)
 
         # 1. centre and crop points
-        centre_row = corr_point_scene[rng.integers(len(corr))] if len(corr) else rng.integers(n_all)
+        centre_row = corr[rng.integers(len(corr)), 3] if len(corr) else rng.integers(n_all)
         rows = nearest_k(coord, coord[centre_row], cfg.max_points, cfg.crop_shape)
         if cfg.grid_size > 0:
             rows = rows[grid_sample_rows(coord[rows], cfg.grid_size, rng)]
         local = np.full(n_all, -1, dtype=np.int64)
         local[rows] = np.arange(len(rows))
 
-        # 2. frames that see the crop the most, their correspondences
-        corr_point = local[corr_point_scene]
-        in_crop = corr_point >= 0
-        frames = select_frames(corr_frame[in_crop].astype(np.int64), num_frames, cfg.max_frames)
+        # 2. frames that see the crop the most, their correspondences (none read when no frame is wanted)
+        if cfg.max_frames == 0 or not len(corr):
+            frames, candidates = np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.int64)
+        elif index is None:  # a small file: read whole, frames counted exactly
+            candidates = np.asarray(corr)
+            in_crop = local[candidates[:, 3]] >= 0
+            frames = select_frames(candidates[in_crop, 0].astype(np.int64), num_frames, cfg.max_frames)
+        else:  # a large one: frames chosen from the index, only their rows read
+            frames = index.choose(local >= 0, cfg.max_frames)
+            candidates = index.rows(corr, frames)
         frame_local = np.full(num_frames, -1, dtype=np.int64)
         frame_local[frames] = np.arange(len(frames))
-        keep = in_crop & (frame_local[corr_frame] >= 0) if len(frames) else np.zeros(len(corr), bool)
-        crop_corr = np.stack([frame_local[corr_frame[keep]], corr[keep, 1].astype(np.int64),
-                              corr[keep, 2].astype(np.int64), corr_point[keep]], axis=1).reshape(-1, 4)
+        corr_point = local[candidates[:, 3]]
+        keep = (corr_point >= 0) & (frame_local[candidates[:, 0]] >= 0)
+        crop_corr = np.stack([frame_local[candidates[keep, 0]], candidates[keep, 1].astype(np.int64),
+                              candidates[keep, 2].astype(np.int64), corr_point[keep]], axis=1).reshape(-1, 4)
         images = np.zeros((len(frames), *cfg.image_size, 3), dtype=np.uint8)
         for i, k in enumerate(frames):
             path = image_path(folder, k)

@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -226,6 +227,14 @@ def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
     return changes
 
 
+
+def _data_config(cfg):
+    """``cfg.data``, with no frames for objectives that read no images (3d, supervised): their crops and point
+    views are the same (drawn before the images), and no image or correspondence is read for them."""
+    if cfg.objective.kind in ("3d", "supervised"):
+        return dataclasses.replace(cfg.data, max_frames=0)
+    return cfg.data
+
 def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
           on_step_end: Callable[[int, dict], None] | None = None, progress: bool = True) -> TrainResult:
     """Train the model of ``cfg.objective.kind`` (:func:`concerto3d.models.build.build_model`) on preprocessed scenes.
@@ -272,7 +281,7 @@ def _train(cfg: TrainConfig, data_root, run_dir: Path, resume: bool, on_step_end
     try:
         # -- setup ---------------------------------------------------------------------------------------------
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
-        dataset = SceneDataset(data_root, split=cfg.split, config=cfg.data)
+        dataset = SceneDataset(data_root, split=cfg.split, config=_data_config(cfg))
         _check_data(dataset, cfg, info)
         model = build_model(cfg, resolve_backbone=load_image_backbone).to(device)
         if getattr(model, "frozen_image_target", False) and cfg.objective.frozen_feature_cache:

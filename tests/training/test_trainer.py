@@ -138,3 +138,12 @@ def test_cli_train_supervised_objective_saves_a_point_encoder_that_fits_the_labe
     model = load_model(tmp_path / "run")
     assert model.config["objective"] == "supervised" and model.image_encoder is None
     assert model.embed(np.random.default_rng(0).uniform(size=(64, 3)).astype(np.float32)).shape == (64, 32)
+
+
+@pytest.mark.parametrize("kind,frames", [("3d", 0), ("supervised", 0), ("joint", 2), ("2d", 2)])
+def test_objectives_without_images_read_no_frames(kind, frames):
+    from concerto3d.config import load_config
+    from concerto3d.training.trainer import _data_config
+
+    cfg = load_config(None, [f"objective.kind={kind}", "data.max_frames=2"])
+    assert _data_config(cfg).max_frames == frames and cfg.data.max_frames == 2
