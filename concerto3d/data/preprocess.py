@@ -55,8 +55,8 @@ def run_job(job: SceneJob, out: str, options: PreprocessOptions) -> dict:
         result.update(status="skipped", reason=f"{final} exists without meta.json; remove it to redo the scene")
     else:
         try:
-            frames, mesh, source = open_scene(job)
-            meta = process_scene(job.name, frames, mesh, out, options, source)
+            frames, mesh, source, frame_labels = open_scene(job)
+            meta = process_scene(job.name, frames, mesh, out, options, source, frame_labels)
             result.update(status="done", meta=meta)
         except _SCENE_ERRORS as err:
             full = output_write_error(err, out, "output folder")

@@ -244,6 +244,29 @@ def image_path(scene_dir: str | os.PathLike, k: int) -> Path:
     return Path(scene_dir) / "images" / f"{int(k):06d}.jpg"
 
 
+def label_path(scene_dir: str | os.PathLike, k: int) -> Path:
+    """``<scene>/labels/<k>.png``: frame k's 2D labels at the stored image size, 8-bit ScanNet-20 indices, 255 =
+    unlabelled (written by preprocess when the input has per-frame labels)."""
+    return Path(scene_dir) / "labels" / f"{int(k):06d}.png"
+
+
+FRAME_LABEL_IGNORE = 255  # the value of an unlabelled pixel in labels/<k>.png
+
+
+def read_frame_labels(path: str | os.PathLike) -> np.ndarray:
+    """(H, W) int64 ScanNet-20 indices of a ``labels/<k>.png``, -1 where unlabelled."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            values = np.asarray(image).astype(np.int64)
+    except (OSError, ValueError) as err:
+        raise FormatError(f"cannot read the frame labels ({type(err).__name__}: {err})", path) from None
+    if values.ndim != 2:
+        raise FormatError(f"expected a greyscale label image, got shape {values.shape}", path)
+    return np.where(values == FRAME_LABEL_IGNORE, IGNORE_INDEX, values)
+
+
 def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """Read an RGB image, resized (bilinear) to ``size`` = (H, W) when given and different.
 

@@ -23,7 +23,7 @@ import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from concerto3d.data.correspondence import (
 )
 from concerto3d.data.fusion import VoxelFusion, estimate_normals, mesh_vertex_normals, voxel_representatives
 from concerto3d.data.preprocess_options import PreprocessOptions
-from concerto3d.data.scene import image_path, write_arrays, write_meta
+from concerto3d.data.scene import FRAME_LABEL_IGNORE, image_path, label_path, write_arrays, write_meta
 from concerto3d.errors import InputError
 from concerto3d.labels import IGNORE_INDEX, nyu40_to_scannet20
 
@@ -141,10 +141,28 @@ def _resize_color(color: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(color).resize((w, h), Image.BILINEAR, reducing_gap=1.0))
 
 
-class _FrameWriter:
-    """Writes kept frames (image, camera, resampled depth spilled to disk) one at a time."""
+def _resize_labels(nyu40: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 ScanNet-20 indices (255 = unlabelled) of an NYU40 label image, resized by nearest neighbour."""
+    from PIL import Image
 
-    def __init__(self, folder: Path, options: PreprocessOptions):
+    classes = nyu40_to_scannet20(np.asarray(nyu40, dtype=np.int64))
+    image = np.where(classes == IGNORE_INDEX, FRAME_LABEL_IGNORE, classes).astype(np.uint8)
+    h, w = size
+    if image.shape != (h, w):
+        image = np.asarray(Image.fromarray(image).resize((w, h), Image.NEAREST))
+    return image
+
+
+class _FrameWriter:
+    """Writes kept frames (image, camera, resampled depth spilled to disk, 2D labels when given) one at a time.
+
+    Args:
+        frame_labels: the NYU40 label image of a source frame index, or None for a frame without one (ScanNet's
+            2D labels, ``concerto3d.io.frame_labels``); None: the input has none.
+    """
+
+    def __init__(self, folder: Path, options: PreprocessOptions,
+                 frame_labels: Callable[[int], np.ndarray | None] | None = None):
         from concerto3d.io.images import write_color_jpeg
 
         self._write_jpeg = write_color_jpeg
@@ -158,6 +176,8 @@ class _FrameWriter:
         self.intrinsics: list[np.ndarray] = []
         self._lookup_key = None
         self._lookup = None
+        self.frame_labels = frame_labels
+        self.labelled = 0  # kept frames with 2D labels
 
     def add(self, frame) -> None:
         size = self.options.image_size
@@ -169,6 +189,14 @@ class _FrameWriter:
         k = len(self.frame_ids)
         self._write_jpeg(image_path(self.folder, k), _resize_color(frame.color, size), self.options.jpeg_quality)
         self._depth_file.write(depth.astype(np.float32).tobytes())
+        labels = self.frame_labels(int(frame.index)) if self.frame_labels is not None else None
+        if labels is not None:
+            path = label_path(self.folder, k)
+            path.parent.mkdir(exist_ok=True)
+            from PIL import Image
+
+            Image.fromarray(_resize_labels(labels, size)).save(path)
+            self.labelled += 1
         self.frame_ids.append(int(frame.index))
         self.poses.append(np.asarray(frame.camera_to_world, np.float64))
         self.intrinsics.append(K)
@@ -253,7 +281,7 @@ def _write_correspondences(path: Path, points: ScenePoints, writer: _FrameWriter
 
 
 def process_scene(name: str, frames, mesh: MeshInput | None, out: str | os.PathLike, options: PreprocessOptions,
-                  source: dict | None = None) -> dict:
+                  source: dict | None = None, frame_labels: Callable[[int], np.ndarray | None] | None = None) -> dict:
     """Preprocess one scene into ``out/<name>`` (written under ``out/.tmp-<name>-<pid>``, then renamed).
 
     Args:
@@ -263,6 +291,8 @@ def process_scene(name: str, frames, mesh: MeshInput | None, out: str | os.PathL
         out: the output root.
         options: see :class:`PreprocessOptions`.
         source: a description of the input, stored in ``meta.json``.
+        frame_labels: the NYU40 2D label image of a source frame index (None for a frame without one); kept frames
+            that have one get ``labels/<k>.png``.
     Returns:
         the scene's meta dict (also in ``meta.json``).
     Raises:
@@ -275,7 +305,7 @@ def process_scene(name: str, frames, mesh: MeshInput | None, out: str | os.PathL
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        meta = _process_into(tmp, name, frames, mesh, options, source or {})
+        meta = _process_into(tmp, name, frames, mesh, options, source or {}, frame_labels)
         try:
             os.rename(tmp, final)  # atomic; fails when ``final`` exists and is not empty
         except OSError:
@@ -289,11 +319,11 @@ def process_scene(name: str, frames, mesh: MeshInput | None, out: str | os.PathL
 
 
 def _process_into(folder: Path, name: str, frames, mesh: MeshInput | None, options: PreprocessOptions,
-                  source: dict) -> dict:
+                  source: dict, frame_labels=None) -> dict:
     stats = FrameStats()
     points = points_from_mesh(mesh, options.voxel) if mesh is not None else None
     fusion = None if mesh is not None else VoxelFusion(options.voxel, max_depth=options.fusion_max_depth)
-    writer = _FrameWriter(folder, options)
+    writer = _FrameWriter(folder, options, frame_labels)
     try:
         _stream_frames(frames, writer, options, fusion, stats)
     finally:
@@ -325,6 +355,7 @@ def _process_into(folder: Path, name: str, frames, mesh: MeshInput | None, optio
         "frames": {
             "total": int(stats.total), "frame_skip": options.frame_skip, "kept": int(stats.kept),
             "skipped": dict(sorted(stats.skipped.items())),
+            "labelled": int(writer.labelled),  # kept frames with 2D labels (labels/<k>.png)
         },
         "image_size": list(options.image_size),
         "patch_size": options.patch_size,

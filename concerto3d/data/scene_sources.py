@@ -5,6 +5,7 @@ records, :func:`open_scene` opens one (in the worker process) as frames plus an 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from concerto3d.data.scene_builder import MeshInput
 from concerto3d.errors import FormatError, InputError
 
 __all__ = ["SOURCES", "SceneJob", "find_scenes", "open_scene"]
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "scannet", "rgbd")
 
@@ -72,15 +75,44 @@ def find_scenes(scans: str | os.PathLike, source: str = "auto", rgbd_preset: str
     return sorted(jobs, key=lambda j: j.name)
 
 
+def _frame_labels(scene_dir: Path, name: str):
+    """The NYU40 2D label image of a source frame index (None for a frame without one), from ScanNet's
+    ``<scene>_2d-label-filt.zip`` (or ``label-filt/``) mapped through the label table beside the scans; None when
+    the scene has no label images or no table is found (then logged: ScanNet ids cannot be read without it)."""
+    from concerto3d.io.frame_labels import FrameLabels
+    from concerto3d.io.label_table import LABEL_TABLE_NAME, read_label_table
+
+    labels = FrameLabels(scene_dir, name)
+    if not labels.available:
+        return None
+    table = next((p / LABEL_TABLE_NAME for p in list(scene_dir.parents)[:2] if (p / LABEL_TABLE_NAME).is_file()),
+                 None)
+    if table is None:
+        log.warning("%s: 2D labels found but no %s beside the scans; the frames' labels are left out", name,
+                    LABEL_TABLE_NAME)
+        return None
+    table = read_label_table(table)
+    if not table.id_to_nyu40:
+        log.warning("%s: the label table has no id column; the frames' labels are left out", name)
+        return None
+
+    def read(index: int):
+        ids = labels.read(index)
+        return None if ids is None else table.ids_to_nyu40(ids)
+
+    return read
+
+
 def open_scene(job: SceneJob):
-    """(frames, mesh or None, source description) for a job, through ``concerto3d.io``."""
+    """(frames, mesh or None, source description, frame labels or None) for a job, through ``concerto3d.io``.
+    The frame labels are a callable: source frame index -> NYU40 label image, or None for a frame without one."""
     if job.kind == "rgbd":
         from concerto3d.io.rgbd_folder import RGBDFolderSource
 
         kwargs = {} if job.depth_scale is None else {"depth_scale": job.depth_scale}
         frames = RGBDFolderSource(job.path, preset=job.rgbd_preset, **kwargs)
         return frames, None, {"kind": "rgbd", "path": job.path, "preset": job.rgbd_preset,
-                              "depth_scale": job.depth_scale}
+                              "depth_scale": job.depth_scale}, None
     from concerto3d.io import ply, scannet
 
     scene = scannet.ScanNetScene(job.path)
@@ -100,5 +132,5 @@ def open_scene(job: SceneJob):
                 raise FormatError(f"expected {len(mesh.vertices)} segment ids (one per mesh vertex), "
                                   f"got {len(segs)}", scene.segs_path)
             mesh.instance = scannet.instance_ids(segs, scannet.read_aggregation_json(scene.aggregation_path))
-    return frames, mesh, {"kind": "scannet", "path": job.path}
+    return frames, mesh, {"kind": "scannet", "path": job.path}, _frame_labels(Path(job.path), job.name)
 

@@ -36,6 +36,7 @@ class LabelTable:
 
     raw_to_nyu40: dict[str, int]
     path: str | None = None
+    id_to_nyu40: dict[int, int] = field(default_factory=dict)  # ScanNet label id (the ``id`` column) -> NYU40
     num_unknown: int = 0
     unknown_categories: set[str] = field(default_factory=set)
 
@@ -56,6 +57,17 @@ class LabelTable:
                             self.path or "label table", raw)
             return 0
         return nyu40
+
+    def ids_to_nyu40(self, ids: np.ndarray) -> np.ndarray:
+        """NYU40 ids of an array of ScanNet label ids (the values of ScanNet's 2D label images, ``id`` column);
+        0 (unannotated) for 0 and for ids the table does not list. Same shape, int64."""
+        ids = np.asarray(ids, dtype=np.int64)
+        size = max(self.id_to_nyu40, default=0) + 1
+        lookup = np.zeros(size, dtype=np.int64)
+        for label_id, nyu40 in self.id_to_nyu40.items():
+            lookup[label_id] = nyu40
+        inside = (ids >= 0) & (ids < size)
+        return np.where(inside, lookup[np.where(inside, ids, 0)], 0)
 
     def to_scannet20(self, raw: str) -> int:
         """ScanNet-20 index (0..19) of a raw category, -1 when outside the 20 classes or unknown."""
@@ -83,7 +95,9 @@ def read_label_table(path: str | os.PathLike) -> LabelTable:
     if missing:
         raise FormatError(f"label table lacks the column(s) {missing}; header is {header[:8]}", path)
     raw_col, nyu_col = header.index("raw_category"), header.index("nyu40id")
+    id_col = header.index("id") if "id" in header else None
     table: dict[str, int] = {}
+    ids: dict[int, int] = {}
     for line_no, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -97,7 +111,9 @@ def read_label_table(path: str | os.PathLike) -> LabelTable:
         if not 0 <= nyu40 <= 40:
             raise FormatError(f"line {line_no}: nyu40id {nyu40} outside 0..40", path)
         table.setdefault(raw, nyu40)
-    return LabelTable(table, str(path))
+        if id_col is not None and id_col < len(row) and row[id_col].strip().isdigit():
+            ids.setdefault(int(row[id_col]), nyu40)
+    return LabelTable(table, str(path), id_to_nyu40=ids)
 
 
 def write_label_table(path: str | os.PathLike, rows: Iterable[Mapping[str, object]]) -> None:

@@ -365,7 +365,15 @@ class Renderer:
         Returns:
             (H, W) uint16 millimetres, 0 = missing.
         """
+        return self.render_depth_and_objects(camera_to_world, K, size, rng, noise)[0]
+
+    def render_depth_and_objects(self, camera_to_world: np.ndarray, K: np.ndarray, size: tuple[int, int],
+                                 rng: np.random.Generator | None, noise: DepthNoise = DepthNoise()):
+        """:meth:`render_depth` and, from the same rays, the (H, W) int64 index into ``scene.objects`` of the
+        object each pixel sees (-1 where nothing is hit; depth dropouts keep their object, as a label image of the
+        annotated mesh would)."""
         z, face, dirs = self.cast(camera_to_world, K, size)
+        objects = np.where(face >= 0, self.face_object[np.maximum(face, 0)], -1).astype(np.int64)
         valid = (face >= 0) & (z >= noise.min_range) & (z <= noise.max_range)
         if rng is not None:
             normal = self.face_normal[np.maximum(face, 0)].reshape(-1, 3)
@@ -375,7 +383,7 @@ class Renderer:
             valid &= rng.random(z.shape) >= noise.random_dropout
             z = z + rng.standard_normal(z.shape).astype(np.float32) * noise.sigma_quadratic * np.minimum(z, 10.0) ** 2
         depth = np.where(valid, np.round(np.where(valid, z, 0.0) * 1000.0), 0.0)
-        return np.clip(depth, 0, 65535).astype(np.uint16)
+        return np.clip(depth, 0, 65535).astype(np.uint16), objects
 
 
 def _depth_edges(z: np.ndarray, jump: float) -> np.ndarray:

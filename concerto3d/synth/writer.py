@@ -58,9 +58,14 @@ def split_scenes(names: list[str], seed: int) -> tuple[list[str], list[str]]:
     return sorted(set(names) - set(val)), val
 
 
+# raw category -> ScanNet label id (the label table's ``id`` column; the values of the 2D label images)
+CATEGORY_ID: dict[str, int] = {raw: i for i, raw in enumerate(CATEGORY_NYU40, start=1)}
+
+
 def label_table_rows() -> list[dict]:
     """Rows of ``scannetv2-labels.combined.tsv`` for every raw category the generator uses."""
-    return [{"raw_category": raw, "category": raw, "nyu40id": nyu40} for raw, nyu40 in CATEGORY_NYU40.items()]
+    return [{"id": CATEGORY_ID[raw], "raw_category": raw, "category": raw, "nyu40id": nyu40}
+            for raw, nyu40 in CATEGORY_NYU40.items()]
 
 
 def _scene_meta(name: str, scene: Scene, color_size, depth_size, Kc, Kd, num_frames: int) -> str:
@@ -132,6 +137,7 @@ def _write_scene(tmp: Path, name: str, scene: Scene, mesh: DenseMesh, renderer: 
     """Render the frames and write every file of one scene into ``tmp``; returns the seconds spent rendering, the
     mesh written (the observed part unless ``full_mesh``) and the number of vertices some frame saw."""
     from concerto3d.io import SensWriter, write_color_jpeg, write_depth_png, write_matrix
+    from concerto3d.io.frame_labels import label_zip_name, write_label_zip
 
     Kc, Kd = scannet_intrinsics(color_size, "color"), scannet_intrinsics(depth_size, "depth")
     for sub in ("color", "depth", "pose", "intrinsic"):
@@ -153,6 +159,9 @@ def _write_scene(tmp: Path, name: str, scene: Scene, mesh: DenseMesh, renderer: 
 
     render_seconds = 0.0
     seen = np.zeros(len(mesh.vertices), dtype=bool)
+    # ScanNet label id of each object, 0 for nothing hit (index -1): the 2D label images, as <scene>_2d-label-filt.zip
+    object_id = np.array([CATEGORY_ID[o.category] for o in scene.objects] + [0], dtype=np.uint16)
+    labels: dict[int, np.ndarray] = {}
     # One writer thread encodes frame i (JPEG, PNG, zlib release the GIL) while frame i + 1 renders; frames are
     # written in order, and at most one waits, so memory stays at two frames.
     with SensWriter(tmp / f"{name}.sens", header, jpeg_quality=JPEG_QUALITY) as sens, \
@@ -161,7 +170,9 @@ def _write_scene(tmp: Path, name: str, scene: Scene, mesh: DenseMesh, renderer: 
         for i, pose in enumerate(poses):
             t0 = time.perf_counter()
             color = renderer.render_color(pose, Kc, color_size)
-            depth = renderer.render_depth(pose, Kd, depth_size, np.random.default_rng([seed, index, 1, i]))
+            depth, objects = renderer.render_depth_and_objects(pose, Kd, depth_size,
+                                                               np.random.default_rng([seed, index, 1, i]))
+            labels[i] = object_id[objects]
             render_seconds += time.perf_counter() - t0
             seen |= seen_by_depth(mesh.vertices, pose, Kd, depth)
             if pending is not None:
@@ -169,6 +180,7 @@ def _write_scene(tmp: Path, name: str, scene: Scene, mesh: DenseMesh, renderer: 
             pending = writer.submit(write_frame, i, pose, color, depth)
         if pending is not None:
             pending.result()
+    write_label_zip(tmp / label_zip_name(name), labels)
     if not full_mesh:
         mesh = mesh.observed(seen)
     _write_annotations(tmp, name, scene, mesh)

@@ -63,7 +63,8 @@ def test_scene_from_mesh_has_the_documented_layout(tmp_path):
     assert set(data["instance.npy"][nyu != 5]) == {-1}
     # frames: 4 kept (one invalid pose), images at the requested size, intrinsics scaled to it
     assert data["frame_ids.npy"].tolist() == [0, 1, 3, 4]
-    assert meta["frames"] == {"total": 5, "frame_skip": 1, "kept": 4, "skipped": {"invalid pose": 1}}
+    assert meta["frames"] == {"total": 5, "frame_skip": 1, "kept": 4, "skipped": {"invalid pose": 1},
+                              "labelled": 0}
     assert sorted(p.name for p in (scene / "images").iterdir()) == [f"{k:06d}.jpg" for k in range(4)]
     assert Image.open(scene / "images" / "000003.jpg").size == (64, 48)
     expected_K = scale_intrinsics_to_size(src.K_color, (96, 128), (48, 64))

@@ -131,3 +131,53 @@ def test_command_line(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["synth", str(tmp_path / "file")]) == 2
     assert "found a file" in capsys.readouterr().err
+
+
+def test_frame_labels_round_trip_through_preprocess(dataset, tmp_path):
+    """synth writes ScanNet's <scene>_2d-label-filt.zip (label-filt/<i>.png, 16-bit ScanNet label ids at depth
+    resolution); preprocess maps them through the label table and keeps them beside the resized frames, where
+    they name the class of the points the frames see."""
+    from concerto3d.data.preprocess import preprocess
+    from concerto3d.data.scene import label_path, read_frame_labels
+    from concerto3d.io.frame_labels import FrameLabels
+
+    out, summary = dataset
+    scene_dir = out / "scans" / summary["scenes"][0]
+    raw = FrameLabels(scene_dir).read(0)
+    assert raw.shape == (DEPTH[1], DEPTH[0]) and raw.max() > 0
+    table = read_label_table(out / "scannetv2-labels.combined.tsv")
+    assert set(np.unique(table.ids_to_nyu40(raw))) <= set(table.raw_to_nyu40.values()) | {0}
+
+    result = preprocess(out, tmp_path / "pre", frame_skip=1, voxel=0.05, image_size=(48, 64), patch_size=16,
+                        progress=False)
+    assert result["scenes"]["done"] == 2
+    for name in summary["scenes"]:
+        folder = tmp_path / "pre" / name
+        corr, seg = np.load(folder / "correspondences.npy"), np.load(folder / "segment20.npy")
+        for k in range(FRAMES):
+            labels = read_frame_labels(label_path(folder, k))
+            assert labels.shape == (48, 64)
+            rows = corr[corr[:, 0] == k]
+            seen, truth = labels[rows[:, 2], rows[:, 1]], seg[rows[:, 3]]
+            both = (seen >= 0) & (truth >= 0)
+            assert both.mean() > 0.5 and (seen[both] == truth[both]).mean() > 0.8, (name, k)
+
+
+def test_scans_without_frame_labels_preprocess_as_before(dataset, tmp_path, caplog):
+    import shutil
+
+    from concerto3d.data.preprocess import preprocess
+    from concerto3d.data.scene import read_meta
+
+    out, summary = dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    name = summary["scenes"][0]
+    (copy / "scans" / name / f"{name}_2d-label-filt.zip").unlink()  # this scene: no label images
+    (copy / "scannetv2-labels.combined.tsv").rename(copy / "table.tsv")  # the other: labels, but no table
+    preprocess(copy, tmp_path / "pre", frame_skip=1, voxel=0.05, image_size=(48, 64), patch_size=16,
+               progress=False)
+    for scene in summary["scenes"]:
+        assert not (tmp_path / "pre" / scene / "labels").exists()
+        assert read_meta(tmp_path / "pre" / scene)["frames"]["labelled"] == 0
+    assert "no scannetv2-labels.combined.tsv" in caplog.text
