@@ -120,6 +120,8 @@ class TrainBatch(_TensorFields):
             the supervised objective).
         image_features: (F, Hp, Wp, C) float32, a frozen image encoder's cached patch features of the images (as
             stored, before augmentation), or an empty tensor when the dataset reads no cache.
+        image_labels: (F, H, W) long, the images' 2D labels (ScanNet-20, -1 = unlabelled) when the dataset reads
+            them (``data.frame_labels``), else an empty tensor.
     """
 
     crop_offsets: Tensor
@@ -131,6 +133,7 @@ class TrainBatch(_TensorFields):
     corr: Tensor
     labels: Tensor
     image_features: Tensor = field(default_factory=lambda: torch.zeros(0))
+    image_labels: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
     @property
     def num_crops(self) -> int:
@@ -150,6 +153,7 @@ class CropSample(_TensorFields):
             the scene's floor with ``position_feature="height"``.
         scene: the scene folder's name.
         image_features: (f, Hp, Wp, C) float32 cached patch features of the images, or empty (no cache).
+        image_labels: (f, H, W) long 2D labels of the images (-1 = unlabelled), or empty (not read).
     """
 
     labels: Tensor
@@ -161,6 +165,7 @@ class CropSample(_TensorFields):
     centre: Tensor
     scene: str = ""
     image_features: Tensor = field(default_factory=lambda: torch.zeros(0))
+    image_labels: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
     @property
     def num_points(self) -> int:
@@ -222,4 +227,6 @@ def collate_scenes(samples: Sequence[CropSample]) -> TrainBatch:
         corr=torch.cat(corr),
         labels=torch.cat([s.labels for s in samples]),
         image_features=(torch.cat([s.image_features for s in samples])
-                        if all(s.image_features.dim() == 4 for s in samples) else torch.zeros(0)))
+                        if all(s.image_features.dim() == 4 for s in samples) else torch.zeros(0)),
+        image_labels=(torch.cat([s.image_labels for s in samples])
+                      if all(s.image_labels.dim() == 3 for s in samples) else torch.zeros(0, dtype=torch.long)))

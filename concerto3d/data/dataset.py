@@ -31,13 +31,15 @@ from concerto3d.data.collate import CropSample, make_view
 from concerto3d.data.image_transforms import (ImageColorJitter, ImageGaussianBlur, ImageGrayscale, Normalize,
                                               to_float_image)
 from concerto3d.data.compose import Compose
-from concerto3d.data.frame_index import EXACT_ROWS, FrameIndex
+from concerto3d.data.frame_index import EXACT_ROWS, FrameIndex, select_frames
 from concerto3d.data.point_cloud import PointCloud, grid_sample_rows, nearest_k
 from concerto3d.data.transforms import (ColorDrop, ColorJitter, ElasticDistortion, NormalDrop, RandomCrop, RandomFlip,
                                         RandomJitter, RandomRotateZ, RandomScale, RandomTilt)
 from concerto3d.data.scene import (DEFAULT_IMAGE_SIZE, DEFAULT_PATCH_SIZE, SCENE_FILES, check_array,
-                                   image_features_path, image_geometry, image_path, load_array, load_correspondences,
-                                   read_image, rescale_pixels, scene_folders, split_scenes)
+                                   image_features_path, image_geometry, image_path, label_path, load_array,
+                                   load_correspondences, read_frame_labels, read_image, rescale_pixels, scene_folders,
+                                   split_scenes)
+from concerto3d.labels import IGNORE_INDEX
 from concerto3d.errors import FormatError, InputError
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ class DataConfig:
         position_feature: ``height`` (default): the position channels hold only the height above the scene's
             floor (its lowest point); ``xyz``: crop-centred x, y, z (lets features follow where a point is in the
             room, not what it is; ``data/collate.py``).
+        frame_labels: also read the crop's frames' 2D labels (``labels/<k>.png``, -1 where a frame has none) into
+            ``CropSample.image_labels``: the targets of the ``2d-supervised`` objective.
         loop: samples per scene per epoch (each a different random crop).
         seed: base seed of the per-sample random generators.
     Point augmentation (per view; ``augment=False`` turns every augmentation off, e.g. for evaluation):
@@ -89,6 +93,7 @@ class DataConfig:
     use_color: bool = True
     use_normal: bool = True
     position_feature: Literal["height", "xyz"] = "height"
+    frame_labels: bool = False
     loop: int = 1
     seed: int = 0
     augment: bool = True
@@ -204,6 +209,7 @@ class SceneCrop:
     images: np.ndarray
     corr: np.ndarray
     centre: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    image_labels: np.ndarray | None = None  # (f, H, W) int64 with data.frame_labels, -1 = unlabelled
     floor: float = 0.0
 
 
@@ -241,20 +247,6 @@ def find_scenes(root: str | Path, split: str | None = None) -> list[str]:
     if not names:
         raise InputError("expected preprocessed scene folders (with coord.npy), found none", root)
     return names
-
-
-def select_frames(frame_of_corr: np.ndarray, num_frames: int, max_frames: int) -> np.ndarray:
-    """The frames with the most correspondences, at most ``max_frames`` and only those with at least one.
-
-    Args:
-        frame_of_corr: (m,) int frame of each correspondence (already restricted to the crop).
-        num_frames: F, frames 0..F-1.
-    Returns:
-        (f,) int64 ascending frame ids; ties go to the lower id.
-    """
-    counts = np.bincount(frame_of_corr, minlength=num_frames)
-    order = np.argsort(-counts, kind="stable")[:max_frames]
-    return np.sort(order[counts[order] > 0]).astype(np.int64)
 
 
 class SceneDataset(torch.utils.data.Dataset):
@@ -382,6 +374,13 @@ class SceneDataset(torch.utils.data.Dataset):
             if stored != cfg.image_size:
                 crop_corr[mine, 1], crop_corr[mine, 2] = rescale_pixels(u, v, stored, cfg.image_size)
 
+        image_labels = None
+        if cfg.frame_labels:
+            image_labels = np.full((len(frames), *cfg.image_size), IGNORE_INDEX, dtype=np.int64)
+            for i, k in enumerate(frames):
+                if label_path(folder, k).is_file():
+                    image_labels[i] = read_frame_labels(label_path(folder, k), cfg.image_size)
+
         # 3. the other per-point arrays, read only at the crop's rows
         arrays = {}
         for fname, shape, kind in (("color.npy", (n_all, 3), "iu"), ("normal.npy", (n_all, 3), "f"),
@@ -394,7 +393,7 @@ class SceneDataset(torch.utils.data.Dataset):
         return SceneCrop(scene=name, point_index=rows, coord=crop_coord,
                          color=arrays["color.npy"].astype(np.uint8), normal=arrays["normal.npy"].astype(np.float32),
                          segment20=arrays["segment20.npy"].astype(np.int64), frame_index=frames, images=images,
-                         corr=crop_corr, centre=centre, floor=float(coord[:, 2].min()))
+                         corr=crop_corr, centre=centre, floor=float(coord[:, 2].min()), image_labels=image_labels)
 
     # -- sample ------------------------------------------------------------------------------------------------
     def __getitem__(self, index: int) -> CropSample:
@@ -433,6 +432,8 @@ class SceneDataset(torch.utils.data.Dataset):
             images=torch.stack(images) if images else torch.zeros((0, 3, h, w)),
             images_teacher=torch.stack(images_teacher) if images_teacher else torch.zeros((0, 3, h, w)),
             corr=torch.from_numpy(crop.corr),
+            image_labels=(torch.from_numpy(crop.image_labels) if crop.image_labels is not None
+                          else torch.zeros(0, dtype=torch.long)),
             centre=torch.from_numpy(origin),
             scene=crop.scene,
             image_features=features)

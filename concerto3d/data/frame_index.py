@@ -17,11 +17,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FrameIndex", "EXACT_ROWS", "SAMPLE_POINTS", "CHUNK_ROWS"]
+__all__ = ["FrameIndex", "select_frames", "EXACT_ROWS", "SAMPLE_POINTS", "CHUNK_ROWS"]
 
 EXACT_ROWS = 1 << 21      # up to this many rows (32 MB as int32) a crop reads the file whole and counts exactly
 SAMPLE_POINTS = 256       # points kept per frame to estimate how much of a crop the frame sees
 CHUNK_ROWS = 1 << 20      # rows read at a time when the index is made
+
+
+def select_frames(frame_of_corr: np.ndarray, num_frames: int, max_frames: int) -> np.ndarray:
+    """The frames with the most correspondences, at most ``max_frames`` and only those with at least one.
+
+    Args:
+        frame_of_corr: (m,) int frame of each correspondence (already restricted to the crop).
+        num_frames: F, frames 0..F-1.
+    Returns:
+        (f,) int64 ascending frame ids; ties go to the lower id.
+    """
+    counts = np.bincount(frame_of_corr, minlength=num_frames)
+    order = np.argsort(-counts, kind="stable")[:max_frames]
+    return np.sort(order[counts[order] > 0]).astype(np.int64)
 
 
 @dataclass

@@ -253,8 +253,9 @@ def label_path(scene_dir: str | os.PathLike, k: int) -> Path:
 FRAME_LABEL_IGNORE = 255  # the value of an unlabelled pixel in labels/<k>.png
 
 
-def read_frame_labels(path: str | os.PathLike) -> np.ndarray:
-    """(H, W) int64 ScanNet-20 indices of a ``labels/<k>.png``, -1 where unlabelled."""
+def read_frame_labels(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W) int64 ScanNet-20 indices of a ``labels/<k>.png``, -1 where unlabelled; resized to ``size`` = (H, W)
+    by nearest neighbour (pixel centres) when given and different."""
     from PIL import Image
 
     try:
@@ -264,7 +265,13 @@ def read_frame_labels(path: str | os.PathLike) -> np.ndarray:
         raise FormatError(f"cannot read the frame labels ({type(err).__name__}: {err})", path) from None
     if values.ndim != 2:
         raise FormatError(f"expected a greyscale label image, got shape {values.shape}", path)
-    return np.where(values == FRAME_LABEL_IGNORE, IGNORE_INDEX, values)
+    labels = np.where(values == FRAME_LABEL_IGNORE, IGNORE_INDEX, values)
+    if size is None or labels.shape == tuple(size):
+        return labels
+    h, w = size
+    rows = np.minimum((np.arange(h) + 0.5) * labels.shape[0] / h, labels.shape[0] - 1).astype(np.int64)
+    cols = np.minimum((np.arange(w) + 0.5) * labels.shape[1] / w, labels.shape[1] - 1).astype(np.int64)
+    return labels[rows[:, None], cols[None, :]]
 
 
 def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:

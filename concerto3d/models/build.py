@@ -10,7 +10,8 @@ __all__ = ["build_model"]
 
 
 def build_model(cfg, resolve_backbone: Callable[[str | None], nn.Module | None] | None = None) -> nn.Module:
-    """``SupervisedModel`` for ``objective.kind=supervised`` (the ceiling), else ``ConcertoModel`` (joint, 3d, 2d).
+    """``SupervisedModel`` for ``objective.kind=supervised`` (the ceiling), ``SupervisedImageModel`` for
+    ``2d-supervised`` (a 2D teacher from labelled frames), else ``ConcertoModel`` (joint, 3d, 2d).
 
     Args:
         cfg: a :class:`concerto3d.config.TrainConfig`.
@@ -21,6 +22,10 @@ def build_model(cfg, resolve_backbone: Callable[[str | None], nn.Module | None] 
         from concerto3d.models.supervised import SupervisedModel
 
         return SupervisedModel(cfg)
+    if cfg.objective.kind == "2d-supervised":
+        from concerto3d.models.supervised import SupervisedImageModel
+
+        return SupervisedImageModel(cfg, resolve_backbone=resolve_backbone)
     from concerto3d.models.concerto import ConcertoModel
 
     return ConcertoModel(cfg, resolve_backbone=resolve_backbone)

@@ -14,10 +14,12 @@ class ObjectiveConfig:
 
     ``kind``: ``joint`` = 3D self-distillation + 2D-3D cross-modal alignment (Concerto); ``3d`` = 3D
     self-distillation only (Sonata-like); ``2d`` = the image encoder alone, self-distilled on two photometric views;
-    ``supervised`` = the point encoder trained with the labels (the ablation's ceiling; ``models/supervised.py``).
+    ``supervised`` = the point encoder trained with the labels (the ablation's ceiling; ``models/supervised.py``);
+    ``2d-supervised`` = the image encoder trained with the frames' 2D labels (a 2D teacher made from labelled frames
+    of other rooms, the stand-in for DINOv2's outside knowledge; ``models/supervised.py``).
     """
 
-    kind: Literal["joint", "3d", "2d", "supervised"] = "joint"
+    kind: Literal["joint", "3d", "2d", "supervised", "2d-supervised"] = "joint"
     proj_dim: int = 256                      # output size of the projection heads (feature/projection dim)
     hidden_dim: int = 512                    # hidden size of the projection heads
     # cross-modal (joint only)

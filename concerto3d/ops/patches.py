@@ -132,3 +132,26 @@ def gather_patches(patch_grid: Tensor, keys: Tensor) -> Tensor:
     if keys.numel() and (int(keys.min()) < 0 or int(keys.max()) >= flat.size(0)):
         raise ValueError(f"gather_patches: key outside [0, {flat.size(0)})")
     return flat[keys]
+
+
+def patch_majority_labels(pixel_labels: Tensor, patch: int, num_classes: int) -> Tensor:
+    """The most frequent label of each ``patch`` x ``patch`` square of label images (the targets of a patch
+    classifier), -1 for a square without a labelled pixel; ties go to the lower class.
+
+    Args:
+        pixel_labels: (F, H, W) long, -1 = unlabelled; H and W multiples of ``patch``.
+        num_classes: K, labels lie in ``[0, K)``.
+    Returns:
+        (F, H / patch, W / patch) long.
+    """
+    f, h, w = pixel_labels.shape
+    if h % patch or w % patch:
+        raise ValueError(f"patch_majority_labels: expected H, W multiples of {patch}, got {h}x{w}")
+    hp, wp = h // patch, w // patch
+    squares = pixel_labels.reshape(f, hp, patch, wp, patch).permute(0, 1, 3, 2, 4).reshape(f * hp * wp, -1)
+    labelled = squares >= 0
+    votes = torch.zeros(squares.size(0), int(num_classes), dtype=torch.long, device=pixel_labels.device)
+    votes.scatter_add_(1, squares.clamp_min(0), labelled.long())
+    target = votes.argmax(dim=1)
+    target[votes.sum(dim=1) == 0] = -1
+    return target.reshape(f, hp, wp)

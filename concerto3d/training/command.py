@@ -1,4 +1,4 @@
-"""``concerto3d train DATA --out RUN [--config YAML] [--objective joint|3d|2d|supervised] [--steps N] [--device ...] [--resume]
+"""``concerto3d train DATA --out RUN [--config YAML] [--objective KIND] [--steps N] [--device ...] [--resume]
 [key=value ...]``: joint 2D-3D pre-training, in one process or under ``torchrun`` (DDP)."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="RUN", required=True,
                         help="run folder: checkpoints/, metrics.csv, tensorboard/, model/")
     parser.add_argument("--config", metavar="YAML", help="a config file (any subset of the keys; see docs/training.md)")
-    parser.add_argument("--objective", choices=("joint", "3d", "2d", "supervised"),
+    parser.add_argument("--objective", choices=("joint", "3d", "2d", "supervised", "2d-supervised"),
                         help="joint = 3D self-distillation + 2D-3D alignment (default), 3d = self-distillation "
                              "only, 2d = the image encoder alone, supervised = the point encoder trained with the "
-                             "labels, a ceiling for the others (same as objective.kind=...)")
+                             "labels, a ceiling for the others, 2d-supervised = the image encoder trained with the "
+                             "frames' 2D labels, a 2D teacher for --image-encoder (same as objective.kind=...)")
     parser.add_argument("--steps", type=int, help="optimiser steps of the whole run (same as steps=N)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
                         help="auto = CUDA when present (same as device=...)")

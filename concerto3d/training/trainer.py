@@ -166,6 +166,11 @@ def _check_data(dataset, cfg: TrainConfig, info: ddp.DistInfo) -> None:
     if len(dataset) < needed:
         raise InputError(f"expected at least batch_size x processes = {needed} samples, the dataset has "
                          f"{len(dataset)} (add scenes, lower batch_size, or raise data.loop)", dataset.root)
+    if cfg.objective.kind == "2d-supervised" and not any((dataset.root / name / "labels").is_dir()
+                                                          for name in dataset.scenes):
+        raise InputError("the 2d-supervised objective needs frames with 2D labels (labels/<k>.png), none of the "
+                         "scenes has them: preprocess scans that ship <scene>_2d-label-filt.zip (concerto3d synth "
+                         "writes them)", dataset.root)
 
 
 def _use_feature_cache(image_encoder, dataset, cfg: TrainConfig, info: ddp.DistInfo) -> None:
@@ -230,9 +235,12 @@ def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
 
 def _data_config(cfg):
     """``cfg.data``, with no frames for objectives that read no images (3d, supervised): their crops and point
-    views are the same (drawn before the images), and no image or correspondence is read for them."""
+    views are the same (drawn before the images), and no image or correspondence is read for them; with the frames'
+    2D labels for the 2d-supervised objective."""
     if cfg.objective.kind in ("3d", "supervised"):
         return dataclasses.replace(cfg.data, max_frames=0)
+    if cfg.objective.kind == "2d-supervised":  # its targets: the frames' 2D labels
+        return dataclasses.replace(cfg.data, frame_labels=True)
     return cfg.data
 
 def train(cfg: TrainConfig, data_root: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,

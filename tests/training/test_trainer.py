@@ -147,3 +147,46 @@ def test_objectives_without_images_read_no_frames(kind, frames):
 
     cfg = load_config(None, [f"objective.kind={kind}", "data.max_frames=2"])
     assert _data_config(cfg).max_frames == frames and cfg.data.max_frames == 2
+
+
+def test_a_2d_teacher_trained_on_frame_labels_loads_as_the_image_encoder(tiny_data, tiny_config, tmp_path):
+    """``--objective 2d-supervised`` trains the image encoder on labels/<k>.png; its run folder, given as
+    ``image_encoder.pretrained_path`` (what --image-encoder sets), yields the trained encoder's patch features."""
+    import shutil
+
+    from PIL import Image
+
+    from concerto3d.data.scene import image_path, label_path, read_image
+    from concerto3d.inference import load_image_backbone, load_image_encoder
+    from concerto3d.models.build import build_model
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    with pytest.raises(InputError, match="2D labels"):  # no scene has frame labels yet
+        train(tiny_config("objective.kind=2d-supervised", "steps=1"), data, tmp_path / "none")
+    for scene in sorted(p for p in data.iterdir() if p.name.startswith("scene")):
+        corr, seg = np.load(scene / "correspondences.npy"), np.load(scene / "segment20.npy")
+        for k in range(2):
+            h, w = read_image(image_path(scene, k))[1]
+            labels = np.full((h, w), 255, np.uint8)
+            rows = corr[corr[:, 0] == k]
+            labels[rows[:, 2], rows[:, 1]] = np.where(seg[rows[:, 3]] >= 0, seg[rows[:, 3]], 255)
+            label_path(scene, k).parent.mkdir(exist_ok=True)
+            Image.fromarray(labels).save(label_path(scene, k))
+    run = tmp_path / "teacher"
+    result = train(tiny_config("objective.kind=2d-supervised", "steps=6", "image_encoder.freeze=false"), data, run)
+    assert result.steps_done == 6 and result.model_dir is not None
+    metrics = read_metrics(run)
+    assert all(np.isfinite(m["loss"]) for m in metrics) and max(m["matched"] for m in metrics) > 0
+
+    trained = build_model(tiny_config("objective.kind=2d-supervised", "image_encoder.freeze=false"))
+    trained.load_state_dict(load_latest_checkpoint(run)[0]["model"])
+    loaded = load_image_encoder(run)
+    images = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images).patch_grid, trained.image_encoder.eval()(images).patch_grid)
+    joint = build_model(tiny_config("objective.kind=joint", f"image_encoder.pretrained_path={run}",
+                                    "image_encoder.freeze=true"),
+                        resolve_backbone=load_image_backbone)
+    with torch.no_grad():
+        torch.testing.assert_close(joint.image_encoder.eval()(images).patch_grid, loaded(images).patch_grid)
