@@ -111,7 +111,9 @@ def open_scene(job: SceneJob):
 
         kwargs = {} if job.depth_scale is None else {"depth_scale": job.depth_scale}
         frames = RGBDFolderSource(job.path, preset=job.rgbd_preset, **kwargs)
-        return frames, None, {"kind": "rgbd", "path": job.path, "preset": job.rgbd_preset,
+        # the preset used: the one asked for, or the one recognised from the folder's files
+        return frames, None, {"kind": "rgbd", "path": job.path, "preset": frames.preset,
+                              "preset_recognised": job.rgbd_preset is None and frames.preset is not None,
                               "depth_scale": job.depth_scale}, None
     from concerto3d.io import ply, scannet
 

@@ -115,6 +115,8 @@ def test_fusion_of_a_generic_folder_gives_points_on_the_surface(tmp_path):
     dist = np.min(np.concatenate([coord - ROOM_LO, ROOM_HI - coord], axis=1), axis=1)
     assert len(coord) > 500 and np.median(dist) < 2e-3 and dist.max() < 0.05
     assert (np.load(scene / "segment20.npy") == -1).all() and (np.load(scene / "instance.npy") == -1).all()
+    source = json.loads((scene / "meta.json").read_text())["source"]
+    assert source["preset"] == "7scenes" and source["preset_recognised"]  # not null when recognised (issue 26)
     normal = np.load(scene / "normal.npy")
     assert np.allclose(np.linalg.norm(normal, axis=1), 1, atol=1e-5)
     centre = (ROOM_LO + ROOM_HI) / 2
