@@ -1,8 +1,10 @@
 """``concerto3d embed INPUT --model RUN --out FEATURES.npy``: per-point features for your own point cloud.
 
 INPUT is any point cloud :func:`concerto3d.io.ply.read_point_cloud` reads (PLY, PCD, XYZ-style text), with or
-without colours and normals: a missing cue is given to the model as zeros, as training gives a view whose colours or
-normals were dropped. The trained point encoder embeds the cloud in spatial tiles of at most ``--tile-points``
+without colours and normals. Missing normals are estimated (Open3D's local PCA, oriented towards the cloud's centre,
+as an indoor scan's surfaces face the room) when the model was trained with normals (``--missing-normals zeros``
+gives zeros instead, as training gives a view whose normals were dropped); missing colours are zeros, and a warning
+says so when the model was trained with colour. The trained point encoder embeds the cloud in spatial tiles of at most ``--tile-points``
 points (``PretrainedModel.embed``), so memory stays bounded whatever the cloud's size, and FEATURES.npy holds one
 float32 row per input point, in the input's order: shape (N, C).
 
@@ -36,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_TILE_POINTS})")
     parser.add_argument("--margin", type=float, default=DEFAULT_TILE_MARGIN,
                         help=f"metres of context around each tile (default {DEFAULT_TILE_MARGIN})")
+    parser.add_argument("--missing-normals", choices=("estimate", "zeros"), default="estimate",
+                        help="a cloud without normals, for a model trained with them: estimate them (default) or "
+                        "give zeros")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
 
@@ -49,6 +54,18 @@ def check_arguments(args: argparse.Namespace) -> Path:
     if not args.margin >= 0:
         raise InputError(f"--margin: expected metres >= 0, got {args.margin}")
     return ensure_output_file(out)
+
+
+NORMAL_RADIUS = 0.1  # metres: a few points of a 2-4 cm scan on each side
+
+
+def estimated_normals(xyz: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 unit normals of a cloud, oriented towards its bounding box's centre."""
+    from concerto3d.data.fusion import estimate_normals
+
+    xyz = np.asarray(xyz, dtype=np.float64)
+    centre = (xyz.min(axis=0) + xyz.max(axis=0)) / 2 if len(xyz) else np.zeros(3)
+    return estimate_normals(xyz, NORMAL_RADIUS, towards=centre - xyz)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
                          "a joint or 3d run", args.model)
     missing = [name for name, arr in (("colours", colors), ("normals", normals)) if arr is None]
     log.info("%s: %d points%s", args.input, len(xyz), f" without {' and '.join(missing)}" if missing else "")
+    trained_with = model.config.get("input", {})
+    if normals is None and trained_with.get("use_normal", True) and args.missing_normals == "estimate":
+        normals = estimated_normals(xyz)
+        log.info("normals estimated (Open3D, %.2f m radius, facing the cloud's centre): the model was trained with "
+                 "normals; --missing-normals zeros gives zeros instead", NORMAL_RADIUS)
+    if colors is None and trained_with.get("use_color", True):
+        log.warning("the model was trained with colour and %s has none: its colour input is zeros, as for a view "
+                    "whose colour was dropped in training; features of an uncoloured cloud are weaker", args.input)
     start = time.perf_counter()
     features = model.embed(xyz, colors=colors, normals=normals, tile_points=args.tile_points, margin=args.margin)
     seconds = time.perf_counter() - start

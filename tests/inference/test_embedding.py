@@ -145,10 +145,21 @@ def test_embed_command_writes_one_row_per_point_of_a_ply_without_colours(tmp_pat
     assert code == 0, capsys.readouterr().err
     feats = np.load(out)
     assert feats.shape == (1500, 6) and feats.dtype == np.float32 and np.isfinite(feats).all()
+    captured = capsys.readouterr()
+    assert "1500 x 6" in captured.out
+    # the model was trained with normals: the cloud's are estimated (facing the room), its colour input is zeros
+    from concerto3d.visualization.embed_command import estimated_normals
+
+    xyz = np.loadtxt(ply, skiprows=7, dtype=np.float32)
+    normals = estimated_normals(xyz)
+    floor = xyz[:, 2] < 0.01
+    assert floor.any() and (normals[floor, 2] > 0.9).mean() > 0.95  # the floor's normals point up, into the room
     loaded = load_model(run)
-    np.testing.assert_allclose(feats, loaded.embed(np.loadtxt(ply, skiprows=7, dtype=np.float32),
-                                                   tile_points=1024), rtol=1e-5, atol=1e-6)
-    assert "1500 x 6" in capsys.readouterr().out
+    np.testing.assert_allclose(feats, loaded.embed(xyz, normals=normals, tile_points=1024), rtol=1e-5, atol=1e-6)
+    zeros = tmp_path / "zeros.npy"
+    assert main(["embed", str(ply), "--model", str(run), "--out", str(zeros), "--tile-points", "1024",
+                 "--device", "cpu", "--missing-normals", "zeros"]) == 0
+    np.testing.assert_allclose(np.load(zeros), loaded.embed(xyz, tile_points=1024), rtol=1e-5, atol=1e-6)
 
 
 def test_embed_command_rejects_bad_input_in_one_line(tmp_path, capsys):
