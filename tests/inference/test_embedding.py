@@ -188,3 +188,24 @@ def test_a_model_with_the_height_input_does_not_see_where_the_cloud_lies():
     part = points[:, 0] < 3.0
     assert np.abs(xyz.embed(points, colors)[part] - xyz.embed(points[part], colors[part])).mean() > \
         np.abs(height.embed(points, colors)[part] - height.embed(points[part], colors[part])).mean()
+
+
+def test_features_hardly_depend_on_the_tile_size():
+    """With the height input (no tile-relative x, y), a point's features from 1024- or 2048-point tiles agree with
+    the single-tile ones: median cosine >= 0.99, 99 % of the points >= 0.95 (issue 26; measured on this tiny random
+    model: median 0.999, 1st percentile 0.983 / 0.990, minimum 0.94 / 0.96; on the benchmark's trained 3D model and a
+    51k-point val room, 4096/8192-point tiles: median 0.996 / 0.999, 1st percentile 0.91 / 0.92)."""
+    model = tiny_model()
+    model.config["input"]["position_feature"] = "height"
+    points = room(6000, seed=3)
+    colors = np.random.default_rng(0).integers(0, 255, points.shape).astype(np.uint8)
+    whole = model.embed(points, colors, tile_points=7000)
+    for tile_points in (1024, 2048):
+        tiled = model.embed(points, colors, tile_points=tile_points)
+        cos = (whole * tiled).sum(1) / (np.linalg.norm(whole, axis=1) * np.linalg.norm(tiled, axis=1) + 1e-12)
+        assert np.median(cos) >= 0.99 and np.percentile(cos, 1) >= 0.95, (tile_points, np.median(cos))
+    # the former input, x, y, z of the tile: the same point's features change with the tiling
+    model.config["input"]["position_feature"] = "xyz"
+    whole, tiled = model.embed(points, colors, tile_points=7000), model.embed(points, colors, tile_points=1024)
+    cos = (whole * tiled).sum(1) / (np.linalg.norm(whole, axis=1) * np.linalg.norm(tiled, axis=1) + 1e-12)
+    assert np.median(cos) < 0.99
