@@ -65,9 +65,9 @@ class PretrainedModel(nn.Module):
         is encoded at one point per grid cell and every point gets its cell's feature. A cloud of at most
         ``tile_points`` encoded points goes through the encoder at once; a larger one is cut into spatial tiles
         (:func:`spatial_tiles`): each tile is encoded with a context margin of ``margin`` metres around it,
-        centred horizontally on its own bounding box, and gives the features of the points of its core. Peak memory is then
-        that of one ``tile_points`` cloud, plus the (N, C) result. With the height input (no tile-relative x, y) the
-        tiling hardly shows: on the benchmark's trained 3D model and a 51k-point room, 4096- and 8192-point tiles
+        centred horizontally on its own bounding box, and gives the features of the points of its core. Peak memory is
+        then that of one ``tile_points`` cloud, plus the (N, C) result. With the height input (no tile-relative x, y)
+        the tiling hardly shows: on the benchmark's trained 3D model and a 51k-point room, 4096- and 8192-point tiles
         agree with one tile at median cosine 0.996 / 0.999 (1st percentile 0.91 / 0.92; the rest is the points
         sampled differently near tile borders).
 
