@@ -45,6 +45,8 @@ def _positive_float(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from concerto3d.data.up_axis import UP_CHOICES
+
     default = PreprocessOptions()
     height, width = default.image_size
     parser.add_argument("scans", metavar="SCANS",
@@ -74,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rel-tol", type=float, default=default.rel_tol, metavar="R",
                         help=f"depth test: tolerance as a fraction of the measured depth (default: "
                              f"{default.rel_tol})")
+    parser.add_argument("--up", choices=UP_CHOICES, default=default.up,
+                        help="which axis of the input world is up; the scene is stored with it as +z. auto "
+                             "(default): estimated for RGB-D folders (cameras' up, refined by level surfaces), "
+                             "ScanNet's z kept")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -84,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--abs-tol and --rel-tol must be >= 0, got {args.abs_tol} and {args.rel_tol}")
     options = PreprocessOptions(frame_skip=args.frame_skip, voxel=args.voxel, image_size=args.image_size,
                                 patch_size=args.patch_size, max_frames=args.max_frames, abs_tol=args.abs_tol,
-                                rel_tol=args.rel_tol)
+                                rel_tol=args.rel_tol, up=args.up)
     preprocess(args.scans, args.out, options, workers=args.workers, source=args.source,
                rgbd_preset=args.rgbd_preset, depth_scale=args.depth_scale, progress=not args.no_progress)
     return 0

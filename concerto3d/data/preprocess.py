@@ -188,11 +188,11 @@ def _meta_options(meta_or_options) -> dict:
     if isinstance(meta_or_options, PreprocessOptions):
         o = meta_or_options
         return {"frame_skip": o.frame_skip, "voxel": o.voxel, "image_size": list(o.image_size),
-                "abs_tol": o.abs_tol, "rel_tol": o.rel_tol, "max_frames": o.max_frames}
+                "abs_tol": o.abs_tol, "rel_tol": o.rel_tol, "max_frames": o.max_frames, "up": o.up}
     m = meta_or_options
     return {"frame_skip": m["frames"]["frame_skip"], "voxel": m["voxel"], "image_size": m["image_size"],
             "abs_tol": m["depth_test"]["abs_tol"], "rel_tol": m["depth_test"]["rel_tol"],
-            "max_frames": m["options"]["max_frames"]}
+            "max_frames": m["options"]["max_frames"], "up": m.get("up", {}).get("mode", "auto")}
 
 
 def _run_job_star(args) -> dict:

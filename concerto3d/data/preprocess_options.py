@@ -33,6 +33,8 @@ class PreprocessOptions:
         jpeg_quality: quality of the written images.
         fusion_max_depth: fusion ignores depth readings beyond this, metres.
         normal_radius: neighbourhood radius for estimated normals, in voxels.
+        up: which way is up in the input world: ``auto`` (estimate it for RGB-D folders, keep ScanNet's z),
+            or an axis (``z``, ``-y``, ...); the scene is stored rotated so that up is +z (``data/up_axis.py``).
         reduced_decode: decode JPEG colour of ``.sens`` files at 1/2, 1/4 or 1/8 scale when the image is that much
             larger than ``image_size`` (libjpeg's DCT scaling, about 5x cheaper than a full decode at ScanNet's
             1296x968 -> 320x240), then resize; False: full decode, then resize. The written images differ by at most
@@ -51,6 +53,7 @@ class PreprocessOptions:
     fusion_max_depth: float = 8.0
     normal_radius: float = 4.0
     reduced_decode: bool = True
+    up: str = "auto"
 
     def check(self) -> "PreprocessOptions":
         """Raise InputError on an option that cannot work; return self."""
@@ -67,6 +70,10 @@ class PreprocessOptions:
             raise InputError(f"max frames must be >= 1, got {self.max_frames}")
         if self.abs_tol < 0 or self.rel_tol < 0:
             raise InputError(f"depth tolerances must be >= 0, got {self.abs_tol}, {self.rel_tol}")
+        from concerto3d.data.up_axis import UP_CHOICES
+
+        if self.up not in UP_CHOICES:
+            raise InputError(f"up must be one of {', '.join(UP_CHOICES)}, got {self.up!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise InputError(f"JPEG quality must be in 1..100, got {self.jpeg_quality}")
         return self

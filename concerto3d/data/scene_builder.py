@@ -280,6 +280,32 @@ def _write_correspondences(path: Path, points: ScenePoints, writer: _FrameWriter
 # one scene
 
 
+def _align_up(points: ScenePoints, writer: _FrameWriter, mode: str, source_kind: str | None) -> dict:
+    """Rotate the scene (points, normals, camera poses) so that its up direction is +z (``data/up_axis.py``), in
+    place; returns what ``meta.json`` records. ``auto`` estimates the up of RGB-D folders and keeps the other
+    sources (ScanNet: z-up); an axis name (``y``, ``-y``, ...) says which axis of the input world is up."""
+    from concerto3d.data.up_axis import axis_vector, estimate_up, rotation_to_z
+
+    if mode == "auto" and source_kind != "rgbd":
+        return {"mode": mode, "from": "the source (z up)", "rotation": np.eye(3).tolist()}
+    if mode == "auto":
+        up, how = estimate_up(np.asarray(writer.poses), points.normal), "cameras' up, refined by level surfaces"
+    else:
+        up, how = axis_vector(mode), "given"
+    rotation = rotation_to_z(up)
+    points.coord = (points.coord.astype(np.float64) @ rotation.T).astype(np.float32)
+    points.normal = (points.normal.astype(np.float64) @ rotation.T).astype(np.float32)
+    world = np.eye(4)
+    world[:3, :3] = rotation
+    writer.poses = [world @ pose for pose in writer.poses]
+    tilt = float(np.degrees(np.arccos(np.clip(up[2], -1.0, 1.0))))
+    if tilt > 1.0:
+        log.info("up axis: %s %s, %.1f degrees from the input's z; the scene is stored z-up", how,
+                 np.round(up, 3).tolist(), tilt)
+    return {"mode": mode, "from": how, "up_in_input": np.round(up, 6).tolist(), "tilt_degrees": round(tilt, 3),
+            "rotation": rotation.round(9).tolist()}
+
+
 def process_scene(name: str, frames, mesh: MeshInput | None, out: str | os.PathLike, options: PreprocessOptions,
                   source: dict | None = None, frame_labels: Callable[[int], np.ndarray | None] | None = None) -> dict:
     """Preprocess one scene into ``out/<name>`` (written under ``out/.tmp-<name>-<pid>``, then renamed).
@@ -335,6 +361,7 @@ def _process_into(folder: Path, name: str, frames, mesh: MeshInput | None, optio
         points = points_from_fusion(fusion, options.normal_radius * options.voxel)
     if len(points.coord) == 0:
         raise InputError("no points: the frames' depth fused to nothing")
+    up = _align_up(points, writer, options.up, source.get("kind"))
 
     write_arrays(folder, asdict(points))
     write_arrays(folder, {
@@ -357,6 +384,7 @@ def _process_into(folder: Path, name: str, frames, mesh: MeshInput | None, optio
             "skipped": dict(sorted(stats.skipped.items())),
             "labelled": int(writer.labelled),  # kept frames with 2D labels (labels/<k>.png)
         },
+        "up": up,
         "image_size": list(options.image_size),
         "patch_size": options.patch_size,
         "voxel": options.voxel,
