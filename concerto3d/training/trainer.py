@@ -163,6 +163,13 @@ class StopRequest:
 
 def _check_data(dataset, cfg: TrainConfig, info: ddp.DistInfo) -> None:
     needed = cfg.batch_size * info.world_size
+    if len(dataset) < needed and cfg.data.loop == 1:
+        # fewer scenes than one step's crops (one RGB-D sequence, say): each epoch draws several crops of every
+        # scene, as data.loop would; a loop the user set is kept (and then checked below)
+        loop = -(-needed // len(dataset.scenes))
+        dataset.config = dataclasses.replace(dataset.config, loop=loop)
+        logger.info("%d scene(s) for %d crops a step: data.loop=%d (each epoch draws %d crops of every scene)",
+                    len(dataset.scenes), needed, loop, loop)
     if len(dataset) < needed:
         raise InputError(f"expected at least batch_size x processes = {needed} samples, the dataset has "
                          f"{len(dataset)} (add scenes, lower batch_size, or raise data.loop)", dataset.root)

@@ -190,3 +190,13 @@ def test_a_2d_teacher_trained_on_frame_labels_loads_as_the_image_encoder(tiny_da
                         resolve_backbone=load_image_backbone)
     with torch.no_grad():
         torch.testing.assert_close(joint.image_encoder.eval()(images).patch_grid, loaded(images).patch_grid)
+
+
+def test_fewer_scenes_than_a_steps_crops_raise_the_loop_instead_of_failing(tiny_data, tiny_config, tmp_path, caplog):
+    """Three scenes, four crops a step: each epoch draws two crops of every scene (data.loop=2), as a user with
+    one RGB-D sequence would otherwise have to set by hand."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="concerto3d.training.trainer"):
+        result = train(tiny_config("batch_size=4", "steps=1"), tiny_data, tmp_path / "run")
+    assert result.steps_done == 1 and "data.loop=2" in caplog.text
