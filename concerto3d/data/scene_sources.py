@@ -118,7 +118,6 @@ def open_scene(job: SceneJob):
     from concerto3d.io import ply, scannet
 
     scene = scannet.ScanNetScene(job.path)
-    frames = scene.frame_source()
     mesh = None
     if scene.has_mesh:
         m = ply.read_mesh_ply(scene.mesh_path)
@@ -134,5 +133,15 @@ def open_scene(job: SceneJob):
                 raise FormatError(f"expected {len(mesh.vertices)} segment ids (one per mesh vertex), "
                                   f"got {len(segs)}", scene.segs_path)
             mesh.instance = scannet.instance_ids(segs, scannet.read_aggregation_json(scene.aggregation_path))
-    return frames, mesh, {"kind": "scannet", "path": job.path}, _frame_labels(Path(job.path), job.name)
+    source = {"kind": "scannet", "path": job.path}
+    if not scene.has_sens and not scene.has_export and scene.has_color_frames and mesh is not None:
+        # colour frames without depth: the mesh gives them depth (rendered), so they get correspondences through
+        # the same depth test
+        from concerto3d.data.mesh_depth import MeshDepth
+
+        frames = scene.frame_source(depth_from=MeshDepth(mesh.vertices, mesh.faces))
+        source["depth"] = "rendered from the mesh"
+    else:
+        frames = scene.frame_source()
+    return frames, mesh, source, _frame_labels(Path(job.path), job.name)
 

@@ -195,6 +195,12 @@ class ScanNetScene:
         return (self.root / "color").is_dir() and (self.root / "depth").is_dir()
 
     @property
+    def has_color_frames(self) -> bool:
+        """Exported colour frames and poses without a depth folder (depth must come from elsewhere, e.g. the
+        mesh)."""
+        return (self.root / "color").is_dir() and (self.root / "pose").is_dir() and not (self.root / "depth").is_dir()
+
+    @property
     def has_mesh(self) -> bool:
         return self.mesh_path.is_file()
 
@@ -205,11 +211,13 @@ class ScanNetScene:
     def __repr__(self) -> str:
         return f"ScanNetScene({str(self.root)!r})"
 
-    def frame_source(self, prefer: str = "auto"):
+    def frame_source(self, prefer: str = "auto", depth_from=None):
         """The scene's frames as a FrameSource.
 
         Args:
             prefer: ``"auto"`` (the ``.sens`` when present, else the exported folders), ``"sens"`` or ``"export"``.
+            depth_from: renders the depth of exported colour frames that have none (see
+                :class:`ScanNetExportSource`); used when the scene has colour frames without a depth folder.
         """
         from concerto3d.io.sens_frames import SensFrameSource
 
@@ -219,6 +227,8 @@ class ScanNetScene:
             return SensFrameSource(self.sens_path, name=self.name)
         if prefer in ("auto", "export") and self.has_export:
             return ScanNetExportSource(self.root, name=self.name)
+        if prefer in ("auto", "export") and self.has_color_frames and depth_from is not None:
+            return ScanNetExportSource(self.root, name=self.name, depth_from=depth_from)
         wanted = {"auto": f"{self.name}.sens or color/ and depth/ folders", "sens": f"{self.name}.sens",
                   "export": "color/ and depth/ folders"}[prefer]
         raise InputError(f"scene has no frames: expected {wanted}", self.root)

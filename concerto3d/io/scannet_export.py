@@ -13,7 +13,9 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+import numpy as np
 
 from concerto3d.errors import InputError
 from concerto3d.io.frames import (SKIP_MISSING_COLOR, SKIP_MISSING_DEPTH, SKIP_MISSING_POSE, FrameSkip, RGBDFrame,
@@ -45,13 +47,20 @@ class ScanNetExportSource:
     Frame indices are the file numbers. Colour and depth may have different resolutions; each keeps its own
     intrinsics. Missing or undecodable per-frame files give ``FrameSkip`` (counted in ``num_skipped``).
 
+    Frames without depth (a folder of colour frames and poses only, e.g. beside a mesh): with ``depth_from``, each
+    frame's depth is that callable's rendering, at half the colour image's size with the colour camera scaled to it
+    (``intrinsic_depth.txt`` is then not needed).
+
     Args:
         scene_dir: the scene folder holding ``color/``, ``depth/``, ``pose/`` and ``intrinsic/``.
         depth_scale: raw depth units per metre (1000).
         name: scene name (default: the folder name).
+        depth_from: ``(camera_to_world (4, 4), K (3, 3), (H, W)) -> (H, W) float32 metres`` for frames without a
+            depth file; None: such frames are skipped (missing depth).
     """
 
-    def __init__(self, scene_dir: str | os.PathLike, depth_scale: float = 1000.0, name: str | None = None):
+    def __init__(self, scene_dir: str | os.PathLike, depth_scale: float = 1000.0, name: str | None = None,
+                 depth_from: Callable[[np.ndarray, np.ndarray, tuple[int, int]], np.ndarray] | None = None):
         self.root = Path(scene_dir)
         if not self.root.is_dir():
             raise InputError("scene folder not found", self.root)
@@ -64,8 +73,10 @@ class ScanNetExportSource:
         if not self.indices:
             raise InputError("no exported frames: expected color/<i>.jpg, depth/<i>.png and pose/<i>.txt",
                              self.root)
+        self.depth_from = depth_from
         self.intrinsic_color = read_intrinsics(self._intrinsic_path("color"))
-        self.intrinsic_depth = read_intrinsics(self._intrinsic_path("depth"))
+        self.intrinsic_depth = (read_intrinsics(self._intrinsic_path("depth")) if depth_from is None or self._depth
+                                else None)
         self.num_skipped = 0
 
     def _intrinsic_path(self, kind: str) -> Path:
@@ -94,9 +105,35 @@ class ScanNetExportSource:
             yield item
 
     def _load(self, index: int) -> RGBDFrame | FrameSkip:
+        if index not in self._depth and self.depth_from is not None and index in self._color and index in self._pose:
+            return self._load_rendered(index)
         for files, reason in ((self._color, SKIP_MISSING_COLOR), (self._depth, SKIP_MISSING_DEPTH),
                               (self._pose, SKIP_MISSING_POSE)):
             if index not in files:
                 return FrameSkip(index, reason)
         return load_frame(index, self._color[index], self._depth[index], self._pose[index], "matrix",
                           self.depth_scale, self.intrinsic_color, self.intrinsic_depth)
+
+    def _load_rendered(self, index: int) -> RGBDFrame | FrameSkip:
+        """A colour frame whose depth ``depth_from`` renders (half the colour size, the colour camera scaled)."""
+        from concerto3d.errors import FormatError
+        from concerto3d.io.frames import SKIP_INVALID_POSE, SKIP_UNREADABLE_COLOR, SKIP_UNREADABLE_POSE, is_valid_pose
+        from concerto3d.io.geometry_files import read_pose, scale_intrinsics
+        from concerto3d.io.images import read_color
+
+        try:
+            pose = read_pose(self._pose[index], "matrix")
+        except FormatError as err:
+            log.warning("skipping a frame: %s", err)
+            return FrameSkip(index, SKIP_UNREADABLE_POSE)
+        if not is_valid_pose(pose):
+            return FrameSkip(index, SKIP_INVALID_POSE)
+        try:
+            color = read_color(self._color[index])
+        except FormatError as err:
+            log.warning("skipping a frame: %s", err)
+            return FrameSkip(index, SKIP_UNREADABLE_COLOR)
+        h, w = color.shape[0] // 2, color.shape[1] // 2
+        K_depth = scale_intrinsics(self.intrinsic_color[:3, :3], w / color.shape[1], h / color.shape[0])
+        depth = np.asarray(self.depth_from(pose, K_depth, (h, w)), dtype=np.float32)
+        return RGBDFrame(index, color, depth, pose, self.intrinsic_color[:3, :3].copy(), K_depth)

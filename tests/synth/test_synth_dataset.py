@@ -181,3 +181,37 @@ def test_scans_without_frame_labels_preprocess_as_before(dataset, tmp_path, capl
         assert not (tmp_path / "pre" / scene / "labels").exists()
         assert read_meta(tmp_path / "pre" / scene)["frames"]["labelled"] == 0
     assert "no scannetv2-labels.combined.tsv" in caplog.text
+
+
+def test_colour_frames_without_depth_get_depth_from_the_mesh(dataset, tmp_path):
+    """A ScanNet-style scene with its mesh and exported colour frames but no depth (no .sens, no depth/): the
+    frames' depth is rendered from the mesh, and the correspondences pass the same colour check as with the
+    sensor's depth (a point's colour matches its pixel; shuffled pairs do not)."""
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from concerto3d.data.preprocess import preprocess
+
+    out, summary = dataset
+    name = summary["scenes"][0]
+    root = tmp_path / "colour_only"
+    shutil.copytree(out, root)
+    for other in summary["scenes"][1:]:
+        shutil.rmtree(root / "scans" / other)
+    (root / "scans" / name / f"{name}.sens").unlink()
+    shutil.rmtree(root / "scans" / name / "depth")
+    for path, label in ((root, "rendered"), (out, "sensor")):
+        pre = tmp_path / f"pre_{label}"
+        preprocess(path, pre, frame_skip=1, voxel=0.05, image_size=(48, 64), patch_size=16, progress=False)
+    scene, sensor = tmp_path / "pre_rendered" / name, tmp_path / "pre_sensor" / name
+    assert json.loads((scene / "meta.json").read_text())["source"]["depth"] == "rendered from the mesh"
+    color, corr = np.load(scene / "color.npy").astype(int), np.load(scene / "correspondences.npy")
+    assert len(corr) > 0.5 * len(np.load(sensor / "correspondences.npy"))
+    for k in range(FRAMES):
+        rows = corr[corr[:, 0] == k]
+        image = np.asarray(Image.open(scene / "images" / f"{k:06d}.jpg")).astype(int)
+        diff = np.abs(image[rows[:, 2], rows[:, 1]] - color[rows[:, 3]])
+        shuffled = np.abs(image[rows[:, 2], rows[:, 1]] - color[np.random.default_rng(k).permutation(rows[:, 3])])
+        assert len(rows) > 100 and np.median(diff) < 10 < np.median(shuffled), (k, np.median(diff))
