@@ -80,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which axis of the input world is up; the scene is stored with it as +z. auto "
                              "(default): estimated for RGB-D folders (cameras' up, refined by level surfaces), "
                              "ScanNet's z kept")
+    parser.add_argument("--scene-name", metavar="NAME",
+                        help="name of the scene when SCANS is one (default: its folder's name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -92,5 +94,6 @@ def run(args: argparse.Namespace) -> int:
                                 patch_size=args.patch_size, max_frames=args.max_frames, abs_tol=args.abs_tol,
                                 rel_tol=args.rel_tol, up=args.up)
     preprocess(args.scans, args.out, options, workers=args.workers, source=args.source,
-               rgbd_preset=args.rgbd_preset, depth_scale=args.depth_scale, progress=not args.no_progress)
+               rgbd_preset=args.rgbd_preset, depth_scale=args.depth_scale, progress=not args.no_progress,
+               scene_name=args.scene_name)
     return 0

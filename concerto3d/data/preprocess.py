@@ -89,7 +89,8 @@ def clean_stale_tmp(out: Path) -> list[str]:
 
 def preprocess(scans: str | os.PathLike, out: str | os.PathLike, options: PreprocessOptions | None = None, *,
                workers: int = 1, source: str = "auto", rgbd_preset: str | None = None,
-               depth_scale: float | None = None, progress: bool = True, **option_overrides) -> dict:
+               depth_scale: float | None = None, progress: bool = True, scene_name: str | None = None,
+               **option_overrides) -> dict:
     """Preprocess every scene under ``scans`` into ``out`` (layout: data/README.md §3).
 
     Args:
@@ -99,6 +100,8 @@ def preprocess(scans: str | os.PathLike, out: str | os.PathLike, options: Prepro
         workers: scenes processed in parallel (processes).
         source: ``"auto"``, ``"scannet"`` or ``"rgbd"``; rgbd_preset, depth_scale: for RGB-D folders.
         progress: show a progress bar over scenes.
+        scene_name: the name of the scene when ``scans`` holds exactly one (default: its folder's name, which for
+            an RGB-D folder is often a generic ``data`` or ``rgbd``).
         **option_overrides: fields of :class:`PreprocessOptions` that replace those of ``options``, e.g.
             ``frame_skip=1, image_size=(48, 64)``.
     Returns:
@@ -112,6 +115,12 @@ def preprocess(scans: str | os.PathLike, out: str | os.PathLike, options: Prepro
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     jobs = find_scenes(scans, source, rgbd_preset, depth_scale)
+    if scene_name is not None:
+        if len(jobs) != 1:
+            raise InputError(f"--scene-name names one scene; the input holds {len(jobs)}", scans)
+        if not scene_name or any(c.isspace() or c in "/\\" for c in scene_name) or scene_name.startswith("."):
+            raise InputError(f"--scene-name: expected a folder name without spaces or slashes, got {scene_name!r}")
+        jobs = [replace(jobs[0], name=scene_name)]
     input_splits = _input_split_lists(Path(scans))  # a malformed list fails now, not after the scenes
     out = ensure_output_dir(out)  # a read-only, full or impossible folder fails now, not after the first scene
     with output_lock(out, "preprocessed dataset"):  # one writer: a second preprocess into OUT is refused

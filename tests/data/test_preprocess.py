@@ -353,3 +353,16 @@ def test_frames_that_change_size_mid_sequence_are_skipped_by_reason(tmp_path):
 
     meta = process_scene("s", Mixed(), _mesh_input(), tmp_path, PreprocessOptions(frame_skip=1, **SMALL))
     assert meta["frames"]["kept"] == 3 and meta["frames"]["skipped"] == {"intrinsics do not fit the images": 1}
+
+
+def test_a_single_scene_can_be_named(tmp_path):
+    """An RGB-D folder is named after its folder, often a generic one (``data``): --scene-name names it."""
+    folder = write_7scenes_folder(tmp_path / "in" / "data", room_poses(2))
+    preprocess(folder, tmp_path / "out", frame_skip=1, voxel=0.1, progress=False, scene_name="kitchen", **SMALL)
+    assert (tmp_path / "out" / "kitchen" / "meta.json").is_file() and not (tmp_path / "out" / "data").exists()
+    assert (tmp_path / "out" / "splits" / "train.txt").read_text() == "kitchen\n"
+    write_7scenes_folder(tmp_path / "in" / "other", room_poses(2))
+    with pytest.raises(InputError, match="names one scene"):
+        preprocess(tmp_path / "in", tmp_path / "out2", frame_skip=1, progress=False, scene_name="x", **SMALL)
+    with pytest.raises(InputError, match="without spaces"):
+        preprocess(folder, tmp_path / "out3", frame_skip=1, progress=False, scene_name="a b", **SMALL)
