@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="RUN", required=True, help="trained run folder (RUN/model/...)")
     parser.add_argument("--out", metavar="PNG", help="write the panel here")
     parser.add_argument("--ply", metavar="PLY", help="write the PCA-coloured point cloud here")
+    parser.add_argument("--html", metavar="HTML",
+                        help="write a self-contained interactive viewer here (rotate, zoom, switch between input "
+                             "colours, labels, PCA and similarity; opens in any browser, no display needed)")
     parser.add_argument("--interactive", action="store_true",
                         help="open an Open3D window: keys 1-4 switch colourings, C turns the cut-away on/off, "
                         "P picks a query point")
@@ -268,13 +271,13 @@ def run(args: argparse.Namespace) -> int:
     from concerto3d.visualization.panel import default_query_index, feature_panel, label_colors
     from concerto3d.visualization.pca import pca_colors, similarity_colors
 
-    if not (args.out or args.ply or args.interactive or args.frame is not None):
-        raise InputError("nothing to do: give --out PNG, --ply PLY, --frame K and/or --interactive")
+    if not (args.out or args.ply or args.html or args.interactive or args.frame is not None):
+        raise InputError("nothing to do: give --out PNG, --ply PLY, --html HTML, --frame K and/or --interactive")
     if args.interactive and not has_display():  # the environment can't do what was asked: a usage error, exit 2
         raise InputError("no display (DISPLAY is not set); --interactive needs a desktop session (use --out PNG or "
                          "--ply PLY on a server)")
     tile_size = _parse_size(args.tile_size)
-    for flag, value in (("--out", args.out), ("--ply", args.ply)):
+    for flag, value in (("--out", args.out), ("--ply", args.ply), ("--html", args.html)):
         if value:
             ensure_output_file(value, flag)  # before the work, not after it
     scene_dir = Path(args.scene)
@@ -291,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     if frame_out is not None:  # needs no features
         error = frame_overlay(scene_dir, scene.coord, args.frame, frame_out)
         print(f"wrote {frame_out} (median reprojection offset {error:.2f} px)")
-    if not (args.out or args.ply or args.interactive):
+    if not (args.out or args.ply or args.html or args.interactive):
         return 0
 
     from concerto3d.device import resolve_device
@@ -310,9 +313,16 @@ def run(args: argparse.Namespace) -> int:
     if args.ply:
         write_ply(Path(args.ply), scene.coord, pca, scene.normal)
         print(f"wrote {args.ply}")
+    colorings = {"input": scene.color.astype(np.float32) / 255.0, "labels": label_colors(scene.segment20),
+                 "pca": pca, "similarity": similarity_colors(features, query)}
+    if args.html:
+        from concerto3d.visualization.html import write_html_viewer
+
+        shown = write_html_viewer(args.html, scene.coord, {"PCA of features": pca, **{
+            "input colours": colorings["input"], "labels": colorings["labels"],
+            f"similarity to point {query}": colorings["similarity"]}}, title=scene.name, marked=query)
+        print(f"wrote {args.html} ({shown} of {len(scene)} points)")
     if args.interactive:
-        colorings = {"input": scene.color.astype(np.float32) / 255.0, "labels": label_colors(scene.segment20),
-                     "pca": pca, "similarity": similarity_colors(features, query)}
         if not interactive_view(scene.coord, scene.normal, features, colorings, query, cull=not args.no_cull):
             raise InputError("could not open a window on this display")
     return 0

@@ -79,7 +79,7 @@ def _options(command: str) -> list[argparse.Action]:
 OPTIONS = {c: _options(c) for c in COMMANDS}
 
 
-OUTPUT_OPTIONS = ("--out", "--ply")
+OUTPUT_OPTIONS = ("--out", "--ply", "--html")
 OUTPUT_POSITIONAL = {"preprocess": 1, "synth": 0, "demo": 0}  # index among the positionals
 
 
@@ -123,7 +123,7 @@ def command_lines(draw, command: str, paths: list[str], not_generating: list[str
         if action.choices:
             argv.append(draw(st.sampled_from(list(action.choices) + ["bogus"])))
         else:
-            argv.append(draw(path if action.metavar in ("RUN", "YAML", "JSON", "PNG", "PLY", "DIR", "FEATURES.npy")
+            argv.append(draw(path if action.metavar in ("RUN", "YAML", "JSON", "PNG", "PLY", "HTML", "DIR", "FEATURES.npy")
                              else st.sampled_from(GOOD) | st.sampled_from(VALUES)))
     if command in ("train", "ablate"):
         argv += draw(st.lists(st.sampled_from([v for v in VALUES if "=" in v]), max_size=1))

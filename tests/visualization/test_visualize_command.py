@@ -266,3 +266,33 @@ def test_view_control_parameters_reproduce_the_camera():
     for fov in (30.0, 60.0):
         o3d_distance = view["zoom"] * 6.0 / np.tan(np.radians(fov) / 2)
         np.testing.assert_allclose(o3d_distance * np.tan(np.radians(fov) / 2), distance * np.tan(np.radians(25)))
+
+
+def test_visualize_writes_a_self_contained_html_viewer(scene, tmp_path, stand_in, capsys):
+    html = tmp_path / "out" / "view.html"
+    assert main(["visualize", str(scene), "--model", "RUN", "--html", str(html), "--query", "3"]) == 0
+    text = html.read_text()
+    assert "800 of 800 points" in capsys.readouterr().out
+    assert '<script src="http' not in text and "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js inlined
+    for name in ("PCA of features", "input colours", "labels", "similarity to point 3"):
+        assert name in text
+    assert "800 of 800 points" in text
+
+
+def test_html_viewer_subsamples_large_clouds_and_keeps_the_colours_of_the_points_shown(tmp_path):
+    from concerto3d.visualization.html import write_html_viewer
+
+    rng = np.random.default_rng(1)
+    coord = rng.uniform(0, 5, (5000, 3))
+    red = np.zeros((5000, 3))
+    red[:, 0] = np.linspace(0, 1, 5000)
+    shown = write_html_viewer(tmp_path / "v.html", coord, {"ramp": red, "grey": np.full((5000, 3), 0.5)},
+                              max_points=1200, title="room", marked=7)
+    text = (tmp_path / "v.html").read_text()
+    assert shown == 1200 and "room: 1,200 of 5,000 points (random subsample)" in text
+    rows = np.sort(np.random.default_rng(0).choice(5000, size=1200, replace=False))  # the viewer's seeded subsample
+    ramp = ['"#%02x0000"' % int(round(v * 255)) for v in red[rows, 0]]
+    assert ",".join(ramp[:50]) in text  # the shown points' own colours, in order
+    assert "#808080" in text and "query point" in text
+    with pytest.raises(ValueError, match="shape"):
+        write_html_viewer(tmp_path / "w.html", coord, {"bad": red[:10]})
