@@ -1,9 +1,10 @@
 """Trained model folders and inference on them: ``load_model(RUN).embed(points, colors, normals)``."""
 
-from concerto3d.inference.embedding import DEFAULT_TILE_MARGIN, DEFAULT_TILE_POINTS, PretrainedModel, spatial_tiles
+from concerto3d.inference.embedding import (DEFAULT_TILE_MARGIN, DEFAULT_TILE_POINTS, NORMAL_RADIUS, PretrainedModel,
+                                           cloud_normals, spatial_tiles)
 from concerto3d.inference.model_folder import (MODEL_FORMAT, find_model_folder, load_image_backbone,
                                                load_image_encoder, load_model, model_dir_of, save_model)
 
 __all__ = ["load_model", "save_model", "model_dir_of", "find_model_folder", "load_image_backbone",
            "load_image_encoder", "PretrainedModel", "spatial_tiles", "MODEL_FORMAT", "DEFAULT_TILE_POINTS",
-           "DEFAULT_TILE_MARGIN"]
+           "DEFAULT_TILE_MARGIN", "cloud_normals", "NORMAL_RADIUS"]

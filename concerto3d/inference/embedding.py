@@ -17,7 +17,8 @@ from concerto3d.errors import InputError
 from concerto3d.models.image_encoder import ImageEncoder
 from concerto3d.models.point_encoder import PointEncoder
 
-__all__ = ["PretrainedModel", "spatial_tiles", "box_distance", "DEFAULT_TILE_POINTS", "DEFAULT_TILE_MARGIN"]
+__all__ = ["PretrainedModel", "spatial_tiles", "box_distance", "cloud_normals", "DEFAULT_TILE_POINTS",
+           "DEFAULT_TILE_MARGIN", "NORMAL_RADIUS"]
 
 # embed: most points encoded at once, and the context margin of a tile (metres; the encoder groups within 0.4 m at
 # its deepest level, and a margin of a few of those lets the tile borders see their neighbourhood)
@@ -186,3 +187,14 @@ def spatial_tiles(coord: np.ndarray, max_points: int, margin: float) -> list[tup
     return tiles
 
 
+NORMAL_RADIUS = 0.1  # metres: a few points of a 2-4 cm scan on each side
+
+
+def cloud_normals(xyz: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 unit normals of a cloud that has none (Open3D's local PCA within :data:`NORMAL_RADIUS`),
+    oriented towards its bounding box's centre, as an indoor scan's surfaces face the room."""
+    from concerto3d.data.fusion import estimate_normals
+
+    xyz = np.asarray(xyz, dtype=np.float64)
+    centre = (xyz.min(axis=0) + xyz.max(axis=0)) / 2 if len(xyz) else np.zeros(3)
+    return estimate_normals(xyz, NORMAL_RADIUS, towards=centre - xyz)

@@ -56,23 +56,11 @@ def check_arguments(args: argparse.Namespace) -> Path:
     return ensure_output_file(out)
 
 
-NORMAL_RADIUS = 0.1  # metres: a few points of a 2-4 cm scan on each side
-
-
-def estimated_normals(xyz: np.ndarray) -> np.ndarray:
-    """(N, 3) float32 unit normals of a cloud, oriented towards its bounding box's centre."""
-    from concerto3d.data.fusion import estimate_normals
-
-    xyz = np.asarray(xyz, dtype=np.float64)
-    centre = (xyz.min(axis=0) + xyz.max(axis=0)) / 2 if len(xyz) else np.zeros(3)
-    return estimate_normals(xyz, NORMAL_RADIUS, towards=centre - xyz)
-
-
 def run(args: argparse.Namespace) -> int:
     from concerto3d.device import resolve_device
     from concerto3d.io.atomic import atomic_write
     from concerto3d.io.ply import read_point_cloud
-    from concerto3d.inference import load_model
+    from concerto3d.inference import NORMAL_RADIUS, cloud_normals, load_model
 
     out = check_arguments(args)
     device = resolve_device(args.device)
@@ -85,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("%s: %d points%s", args.input, len(xyz), f" without {' and '.join(missing)}" if missing else "")
     trained_with = model.config.get("input", {})
     if normals is None and trained_with.get("use_normal", True) and args.missing_normals == "estimate":
-        normals = estimated_normals(xyz)
+        normals = cloud_normals(xyz)
         log.info("normals estimated (Open3D, %.2f m radius, facing the cloud's centre): the model was trained with "
                  "normals; --missing-normals zeros gives zeros instead", NORMAL_RADIUS)
     if colors is None and trained_with.get("use_color", True):

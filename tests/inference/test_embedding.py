@@ -148,10 +148,10 @@ def test_embed_command_writes_one_row_per_point_of_a_ply_without_colours(tmp_pat
     captured = capsys.readouterr()
     assert "1500 x 6" in captured.out
     # the model was trained with normals: the cloud's are estimated (facing the room), its colour input is zeros
-    from concerto3d.visualization.embed_command import estimated_normals
+    from concerto3d.inference import cloud_normals
 
     xyz = np.loadtxt(ply, skiprows=7, dtype=np.float32)
-    normals = estimated_normals(xyz)
+    normals = cloud_normals(xyz)
     floor = xyz[:, 2] < 0.01
     assert floor.any() and (normals[floor, 2] > 0.9).mean() > 0.95  # the floor's normals point up, into the room
     loaded = load_model(run)
