@@ -50,7 +50,7 @@ def write_html_viewer(path: str | Path, coord: np.ndarray, colorings: dict[str, 
     rows = np.arange(n)
     if n > max_points:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
-    shown = coord[rows]
+    shown = np.round(coord[rows], 3)  # millimetres: a third of the file's coordinate text, nothing visible lost
     names = list(colorings)
     palettes = {name: _hex(np.asarray(colorings[name])[rows]) for name in names}
     figure = go.Figure(go.Scatter3d(x=shown[:, 0], y=shown[:, 1], z=shown[:, 2], mode="markers",
