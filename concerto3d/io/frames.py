@@ -114,15 +114,10 @@ def check_step(step: int) -> int:
     return int(step)
 
 
-def load_frame(index: int, color_path: Path, depth_path: Path, pose_path: Path, pose_format: str,
-               depth_scale: float, intrinsic_color: np.ndarray, intrinsic_depth: np.ndarray
-               ) -> RGBDFrame | FrameSkip:
-    """Read one frame from its three files; per-frame problems become a ``FrameSkip`` (with a logged warning).
-
-    A file that does not decode is one bad frame: skipped. A depth PNG that decodes but is not 16-bit (8-bit)
-    raises :class:`~concerto3d.io.images.DepthBitDepthError` (a FormatError): every frame of such a folder would be
-    wrong, so it is not skipped silently.
-    """
+def load_pose_and_color(index: int, color_path: Path, pose_path: Path, pose_format: str
+                        ) -> tuple[np.ndarray, np.ndarray] | FrameSkip:
+    """A frame's (camera_to_world, colour) from its pose and colour files, or the ``FrameSkip`` of the first
+    problem (unreadable or invalid pose, unreadable colour; logged)."""
     try:
         pose = read_pose(pose_path, pose_format)
     except FormatError as err:
@@ -135,6 +130,22 @@ def load_frame(index: int, color_path: Path, depth_path: Path, pose_path: Path, 
     except FormatError as err:
         log.warning("skipping a frame: %s", err)
         return FrameSkip(index, SKIP_UNREADABLE_COLOR)
+    return pose, color
+
+
+def load_frame(index: int, color_path: Path, depth_path: Path, pose_path: Path, pose_format: str,
+               depth_scale: float, intrinsic_color: np.ndarray, intrinsic_depth: np.ndarray
+               ) -> RGBDFrame | FrameSkip:
+    """Read one frame from its three files; per-frame problems become a ``FrameSkip`` (with a logged warning).
+
+    A file that does not decode is one bad frame: skipped. A depth PNG that decodes but is not 16-bit (8-bit)
+    raises :class:`~concerto3d.io.images.DepthBitDepthError` (a FormatError): every frame of such a folder would be
+    wrong, so it is not skipped silently.
+    """
+    posed = load_pose_and_color(index, color_path, pose_path, pose_format)
+    if isinstance(posed, FrameSkip):
+        return posed
+    pose, color = posed
     try:
         depth = read_depth(depth_path, depth_scale)
     except DepthBitDepthError:

@@ -116,23 +116,13 @@ class ScanNetExportSource:
 
     def _load_rendered(self, index: int) -> RGBDFrame | FrameSkip:
         """A colour frame whose depth ``depth_from`` renders (half the colour size, the colour camera scaled)."""
-        from concerto3d.errors import FormatError
-        from concerto3d.io.frames import SKIP_INVALID_POSE, SKIP_UNREADABLE_COLOR, SKIP_UNREADABLE_POSE, is_valid_pose
-        from concerto3d.io.geometry_files import read_pose, scale_intrinsics
-        from concerto3d.io.images import read_color
+        from concerto3d.io.frames import load_pose_and_color
+        from concerto3d.io.geometry_files import scale_intrinsics
 
-        try:
-            pose = read_pose(self._pose[index], "matrix")
-        except FormatError as err:
-            log.warning("skipping a frame: %s", err)
-            return FrameSkip(index, SKIP_UNREADABLE_POSE)
-        if not is_valid_pose(pose):
-            return FrameSkip(index, SKIP_INVALID_POSE)
-        try:
-            color = read_color(self._color[index])
-        except FormatError as err:
-            log.warning("skipping a frame: %s", err)
-            return FrameSkip(index, SKIP_UNREADABLE_COLOR)
+        posed = load_pose_and_color(index, self._color[index], self._pose[index], "matrix")
+        if isinstance(posed, FrameSkip):
+            return posed
+        pose, color = posed
         h, w = color.shape[0] // 2, color.shape[1] // 2
         K_depth = scale_intrinsics(self.intrinsic_color[:3, :3], w / color.shape[1], h / color.shape[0])
         depth = np.asarray(self.depth_from(pose, K_depth, (h, w)), dtype=np.float32)

@@ -36,6 +36,19 @@ def segmentation_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits[labelled], labels[labelled])
 
 
+def classifier_outputs(feat: Tensor, logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """A supervised model's step outputs: ``loss`` = ``loss_supervised`` (:func:`segmentation_loss`), ``accuracy``
+    of the labelled rows, and :func:`feature_stats` of ``feat`` (``matched`` = the labelled rows).
+
+    Shapes: feat (N, C), logits (N, K), labels (N,) long with ``IGNORE_INDEX`` = unlabelled."""
+    loss = segmentation_loss(logits, labels)
+    labelled = labels != IGNORE_INDEX
+    correct = (logits.detach().argmax(dim=1) == labels) & labelled
+    accuracy = correct.sum().float() / labelled.sum().clamp_min(1).float()
+    return {"loss": loss, "loss_supervised": loss.detach(), "accuracy": accuracy,
+            **feature_stats(feat, int(labelled.sum()), feat.size(0))}
+
+
 class SupervisedModel(nn.Module):
     """Point encoder + linear classifier, trained on the labels of the student view's points.
 
@@ -63,14 +76,7 @@ class SupervisedModel(nn.Module):
         :func:`concerto3d.models.concerto.feature_stats` (``matched`` = the labelled points)."""
         view = batch.view_student
         feat = self.point_encoder(view.coord, view.feat, view.batch).point_feat
-        logits = self.heads["classifier"](feat)
-        labels = batch.labels[view.index]
-        loss = segmentation_loss(logits, labels)
-        labelled = labels != IGNORE_INDEX
-        correct = (logits.detach().argmax(dim=1) == labels) & labelled
-        accuracy = correct.sum().float() / labelled.sum().clamp_min(1).float()
-        return {"loss": loss, "loss_supervised": loss.detach(), "accuracy": accuracy,
-                **feature_stats(feat, int(labelled.sum()), feat.size(0))}
+        return classifier_outputs(feat, self.heads["classifier"](feat), batch.labels[view.index])
 
 
 class SupervisedImageModel(nn.Module):
@@ -115,11 +121,4 @@ class SupervisedImageModel(nn.Module):
         grid = self.image_encoder(batch.images).patch_grid  # (F, Hp, Wp, C)
         targets = ops.patch_majority_labels(batch.image_labels, self.image_encoder.patch_size, self.num_classes)
         feat = grid.reshape(-1, grid.size(-1))
-        logits = self.heads["classifier"](feat)
-        labels = targets.reshape(-1)
-        loss = segmentation_loss(logits, labels)
-        labelled = labels != IGNORE_INDEX
-        correct = (logits.detach().argmax(dim=1) == labels) & labelled
-        accuracy = correct.sum().float() / labelled.sum().clamp_min(1).float()
-        return {"loss": loss, "loss_supervised": loss.detach(), "accuracy": accuracy,
-                **feature_stats(feat, int(labelled.sum()), feat.size(0))}
+        return classifier_outputs(feat, self.heads["classifier"](feat), targets.reshape(-1))
