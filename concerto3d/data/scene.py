@@ -266,12 +266,18 @@ def read_frame_labels(path: str | os.PathLike, size: tuple[int, int] | None = No
     if values.ndim != 2:
         raise FormatError(f"expected a greyscale label image, got shape {values.shape}", path)
     labels = np.where(values == FRAME_LABEL_IGNORE, IGNORE_INDEX, values)
-    if size is None or labels.shape == tuple(size):
-        return labels
+    return labels if size is None else resize_nearest(labels, size)
+
+
+def resize_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A (H', W', ...) array at ``size`` = (H, W) by nearest neighbour: each output pixel takes the input pixel under
+    its centre (label images: no value is invented). Unchanged when already that size."""
     h, w = size
-    rows = np.minimum((np.arange(h) + 0.5) * labels.shape[0] / h, labels.shape[0] - 1).astype(np.int64)
-    cols = np.minimum((np.arange(w) + 0.5) * labels.shape[1] / w, labels.shape[1] - 1).astype(np.int64)
-    return labels[rows[:, None], cols[None, :]]
+    if image.shape[:2] == (h, w):
+        return image
+    rows = np.minimum((np.arange(h) + 0.5) * image.shape[0] / h, image.shape[0] - 1).astype(np.int64)
+    cols = np.minimum((np.arange(w) + 0.5) * image.shape[1] / w, image.shape[1] - 1).astype(np.int64)
+    return image[rows[:, None], cols[None, :]]
 
 
 def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:

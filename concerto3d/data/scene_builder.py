@@ -32,7 +32,8 @@ from concerto3d.data.correspondence import (
 )
 from concerto3d.data.fusion import VoxelFusion, estimate_normals, mesh_vertex_normals, voxel_representatives
 from concerto3d.data.preprocess_options import PreprocessOptions
-from concerto3d.data.scene import FRAME_LABEL_IGNORE, image_path, label_path, write_arrays, write_meta
+from concerto3d.data.scene import (FRAME_LABEL_IGNORE, image_path, label_path, resize_nearest, write_arrays,
+                                   write_meta)
 from concerto3d.errors import InputError
 from concerto3d.labels import IGNORE_INDEX, nyu40_to_scannet20
 
@@ -143,14 +144,8 @@ def _resize_color(color: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _resize_labels(nyu40: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W) uint8 ScanNet-20 indices (255 = unlabelled) of an NYU40 label image, resized by nearest neighbour."""
-    from PIL import Image
-
     classes = nyu40_to_scannet20(np.asarray(nyu40, dtype=np.int64))
-    image = np.where(classes == IGNORE_INDEX, FRAME_LABEL_IGNORE, classes).astype(np.uint8)
-    h, w = size
-    if image.shape != (h, w):
-        image = np.asarray(Image.fromarray(image).resize((w, h), Image.NEAREST))
-    return image
+    return resize_nearest(np.where(classes == IGNORE_INDEX, FRAME_LABEL_IGNORE, classes).astype(np.uint8), size)
 
 
 class _FrameWriter:

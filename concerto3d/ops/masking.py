@@ -30,7 +30,6 @@ def grid_mask(coord: Tensor, batch: Tensor, cell: float, ratio: float,
         return torch.zeros(0, dtype=torch.bool, device=coord.device)
     offset = torch.rand(3, device=coord.device, generator=generator) * cell
     cells = torch.floor((coord + offset) / cell).long()
-    cells = cells - cells.min(dim=0).values
     keys = torch.cat([batch.view(-1, 1).long(), cells], dim=1)
     _, inverse = torch.unique(keys, dim=0, return_inverse=True)
     draw = torch.rand(int(inverse.max()) + 1, device=coord.device, generator=generator)
