@@ -18,8 +18,8 @@ from concerto3d.evaluation.ablation.settings import AblationSettings
 from concerto3d.evaluation.metrics import json_safe
 from concerto3d.io.atomic import atomic_write_json
 
-__all__ = ["training_digest", "data_digest", "files_digest", "image_encoder_digest", "record_digests",
-           "check_settings_file", "SETTINGS_FILE"]
+__all__ = ["training_digest", "data_digest", "files_digest", "image_encoder_digest", "image_encoder_summary",
+           "describe_image_encoder", "record_digests", "check_settings_file", "SETTINGS_FILE"]
 
 SETTINGS_FILE = "ablation.json"
 
@@ -80,6 +80,45 @@ def image_encoder_digest(path: Path) -> str:
 
     own = find_model_folder(path)
     return files_digest(own if own is not None else Path(path))
+
+
+def describe_image_encoder(path: str, sha256: str | None, model: dict | None) -> str:
+    """The line of results.md that says what the ``--image-encoder`` (the 2d row, and the joint row's frozen
+    target) is.
+
+    Args:
+        path: the folder given.
+        sha256: its :func:`image_encoder_digest`.
+        model: the ``config.json`` of its concerto3d model folder, or None for a Hugging Face folder.
+    """
+    where = f"`{path}` (sha256 {sha256[:12] if sha256 else 'n/a'})"
+    if model is None:
+        return (f"2D row and joint target: the pre-trained image encoder {where}, frozen, as the paper's DINOv2 "
+                "(outside knowledge: whatever it was trained on).")
+    objective, steps = model.get("objective"), model.get("steps")
+    if objective == "2d-supervised":
+        return (f"2D row and joint target: the 2D teacher {where}, an image encoder trained for {steps} steps on "
+                "the 2D frame labels of other rooms (`concerto3d train --objective 2d-supervised`), frozen. Those "
+                "labels are outside knowledge: the teacher stands in for the paper's DINOv2, which no machine "
+                "here can download.")
+    return (f"2D row and joint target: the image encoder of a concerto3d `{objective}` run {where} ({steps} steps), "
+            "frozen.")
+
+
+def image_encoder_summary(path: Path, sha256: str | None) -> str:
+    """:func:`describe_image_encoder` of the folder at ``path`` (reads its model description, if any)."""
+    from concerto3d.inference import find_model_folder
+
+    own = find_model_folder(path)
+    model = None
+    if own is not None:
+        try:
+            model = json.loads((own / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            model = {}
+        if not isinstance(model, dict):
+            model = {}
+    return describe_image_encoder(str(path), sha256, model)
 
 
 def record_digests(settings: AblationSettings, data: Path) -> None:

@@ -149,6 +149,8 @@ def _markdown(stats: Sequence[RowStats], present: list[int], header: dict) -> st
     for key in ("data", "machine", "wall_time"):
         if header.get(key):
             lines.append(f"- {key.replace('_', ' ')}: {header[key]}")
+    if header.get("image_encoder"):
+        lines.append(f"- image encoder: {header['image_encoder']}")
     if header.get("settings"):
         lines.append(f"- settings: `{json.dumps(header['settings'], sort_keys=True)}`")
     lines += ["", "| row | mIoU (mean ± std) | per seed | overall acc. | paper (ScanNet) |",

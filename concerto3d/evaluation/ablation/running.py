@@ -14,7 +14,8 @@ from typing import Callable
 import numpy as np
 
 from concerto3d.errors import InputError
-from concerto3d.evaluation.ablation.provenance import check_settings_file, image_encoder_digest, record_digests
+from concerto3d.evaluation.ablation.provenance import (check_settings_file, image_encoder_digest,
+                                                      image_encoder_summary, record_digests)
 from concerto3d.evaluation.ablation.report import RowStats, aggregate, load_probes, write_results
 from concerto3d.evaluation.ablation.settings import (ROW_BY_KEY, AblationSettings, has_model, probe_path_of,
                                                      run_dir_of)
@@ -185,6 +186,8 @@ def run_ablation(data: str | os.PathLike, out: str | os.PathLike, settings: Abla
     bar = progress_bar(total=len(units), initial=len(done), desc="ablation", unit="run", disable=not progress,
                position=0)
     header = {"command": command, "data": str(data), "settings": {"data": str(data), **asdict(settings)}}
+    if settings.image_encoder is not None:
+        header["image_encoder"] = image_encoder_summary(Path(settings.image_encoder), settings.image_encoder_sha256)
     cache: dict[str, SplitFeatures] = {}  # this seed's 2d and 3d features, for concat
     cache_seed = None
     given: list[SplitFeatures] = []  # the --image-encoder's lifted features: the same for every seed, lifted once

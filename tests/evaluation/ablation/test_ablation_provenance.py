@@ -11,6 +11,7 @@ import pytest
 
 from concerto3d.errors import InputError
 from concerto3d.evaluation.ablation import AblationSettings, data_digest, run_ablation, training_digest
+from concerto3d.evaluation.ablation.provenance import describe_image_encoder
 
 
 def test_a_folder_whose_settings_lack_a_digest_is_refused_as_other_settings(tiny_data, tmp_path, tiny):
@@ -55,3 +56,14 @@ def test_data_digest_follows_the_points_labels_and_files_not_the_folder_or_meta(
 
     digests = {changed(nudge_coord), changed(drop_correspondences), changed(swap_splits)}
     assert len(digests) == 3 and digest not in digests
+
+
+def test_the_image_encoder_line_names_a_label_trained_teacher_as_outside_knowledge():
+    """results.md says what the 2D row is: a teacher trained on frame labels is named as DINOv2's stand-in."""
+    teacher = describe_image_encoder("/t/run", "ab" * 32, {"objective": "2d-supervised", "steps": 2000})
+    assert teacher.startswith("2D row and joint target: the 2D teacher `/t/run` (sha256 abababababab)")
+    assert "2000 steps" in teacher and "outside knowledge" in teacher and "DINOv2" in teacher
+    hugging_face = describe_image_encoder("/dinov2", None, None)
+    assert "pre-trained image encoder `/dinov2` (sha256 n/a)" in hugging_face and "DINOv2" in hugging_face
+    own = describe_image_encoder("/r", "cd" * 32, {"objective": "2d", "steps": 5})
+    assert "concerto3d `2d` run" in own and "outside knowledge" not in own

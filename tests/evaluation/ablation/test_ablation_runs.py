@@ -158,7 +158,10 @@ def test_image_encoder_option_is_the_2d_row_and_the_joint_target_without_trainin
     assert probe["miou"] == pytest.approx(json.loads((first / "probes" / "2d-seed0.json").read_text())["miou"])
     settings = json.loads((out / "ablation.json").read_text())
     assert settings["joint_target"] == "2d" and len(settings["image_encoder_sha256"]) == 64
-    assert "--image-encoder" in (out / "results.md").read_text()
+    table = (out / "results.md").read_text()
+    assert "--image-encoder" in table
+    assert f"- image encoder: 2D row and joint target: the image encoder of a concerto3d `2d` run `{encoder.resolve()}`" \
+        f" (sha256 {settings['image_encoder_sha256'][:12]}) (2 steps), frozen." in table
 
     # a second seed probes the same encoder's features again, without lifting them again (one pass per scene)
     lifts = []
