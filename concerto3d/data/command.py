@@ -1,4 +1,5 @@
-"""``concerto3d preprocess SCANS OUT``: ScanNet scans or RGB-D folders -> per-scene arrays, frames, correspondences.
+"""``concerto3d preprocess SCANS OUT``: ScanNet scans, Pointcept's preprocessed layout or RGB-D folders -> per-scene
+arrays, frames, correspondences.
 
 The work is done by :func:`concerto3d.data.preprocess.preprocess`; this module only reads the command line. The
 defaults shown and used are those of :class:`concerto3d.data.preprocess_options.PreprocessOptions`.
@@ -50,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     default = PreprocessOptions()
     height, width = default.image_size
     parser.add_argument("scans", metavar="SCANS",
-                        help="a ScanNet root (with scans/), one scene folder, an RGB-D folder or a folder of them")
+                        help="a ScanNet root (with scans/), one scene folder, the root of Pointcept's preprocessed "
+                             "ScanNet (<split>/<scene>/coord.npy, images/<split>/<scene>/), an RGB-D folder or a "
+                             "folder of them")
     parser.add_argument("out", metavar="OUT", help="output folder (finished scenes in it are kept and skipped)")
     parser.add_argument("--frame-skip", type=_positive_int, default=default.frame_skip, metavar="K",
                         help=f"keep every K-th frame (default: {default.frame_skip})")
@@ -63,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=_positive_int, default=default.patch_size, metavar="P",
                         help=f"the image encoder's patch size; must divide the image size (default: "
                              f"{default.patch_size})")
-    parser.add_argument("--source", choices=("auto", "scannet", "rgbd"), default="auto",
+    parser.add_argument("--source", choices=("auto", "scannet", "pointcept", "rgbd"), default="auto",
                         help="input kind (default: auto-detect)")
     parser.add_argument("--rgbd-preset", choices=("7scenes", "tum"), default=None,
                         help="file layout of a generic RGB-D folder (data/README.md section 2)")

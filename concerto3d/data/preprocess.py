@@ -24,7 +24,7 @@ from pathlib import Path
 from concerto3d.data.preprocess_options import PreprocessOptions
 from concerto3d.data.scene import read_meta, write_split
 from concerto3d.data.scene_builder import process_scene
-from concerto3d.data.scene_sources import SceneJob, find_scenes, open_scene
+from concerto3d.data.scene_sources import SceneJob, find_scenes, open_scene, pointcept_job_scene
 from concerto3d.errors import Concerto3DError, InputError
 from concerto3d.io.atomic import atomic_write_text
 from concerto3d.io.paths import die_with_parent, ensure_output_dir, output_lock, output_write_error, pid_alive
@@ -55,8 +55,13 @@ def run_job(job: SceneJob, out: str, options: PreprocessOptions) -> dict:
         result.update(status="skipped", reason=f"{final} exists without meta.json; remove it to redo the scene")
     else:
         try:
-            frames, mesh, source, frame_labels = open_scene(job)
-            meta = process_scene(job.name, frames, mesh, out, options, source, frame_labels)
+            if job.kind == "pointcept":  # converted: its frames and correspondences are Pointcept's
+                from concerto3d.data.pointcept_scene import process_pointcept_scene
+
+                meta = process_pointcept_scene(pointcept_job_scene(job), out, options)
+            else:
+                frames, mesh, source, frame_labels = open_scene(job)
+                meta = process_scene(job.name, frames, mesh, out, options, source, frame_labels)
             result.update(status="done", meta=meta)
         except _SCENE_ERRORS as err:
             full = output_write_error(err, out, "output folder")
@@ -94,11 +99,13 @@ def preprocess(scans: str | os.PathLike, out: str | os.PathLike, options: Prepro
     """Preprocess every scene under ``scans`` into ``out`` (layout: data/README.md §3).
 
     Args:
-        scans: a ScanNet root (with ``scans/``), one scene folder, an RGB-D folder or a folder of them.
+        scans: a ScanNet root (with ``scans/``), one scene folder, the root of Pointcept's preprocessed layout
+            (data/README.md §4), an RGB-D folder or a folder of them.
         out: output root; created if needed. Finished scenes in it are kept and skipped.
         options: what is done to every scene; None = the defaults of :class:`PreprocessOptions`.
         workers: scenes processed in parallel (processes).
-        source: ``"auto"``, ``"scannet"`` or ``"rgbd"``; rgbd_preset, depth_scale: for RGB-D folders.
+        source: ``"auto"``, ``"scannet"``, ``"pointcept"`` or ``"rgbd"``; rgbd_preset, depth_scale: for RGB-D
+            folders.
         progress: show a progress bar over scenes.
         scene_name: the name of the scene when ``scans`` holds exactly one (default: its folder's name, which for
             an RGB-D folder is often a generic ``data`` or ``rgbd``).
@@ -121,7 +128,13 @@ def preprocess(scans: str | os.PathLike, out: str | os.PathLike, options: Prepro
         if not scene_name or any(c.isspace() or c in "/\\" for c in scene_name) or scene_name.startswith("."):
             raise InputError(f"--scene-name: expected a folder name without spaces or slashes, got {scene_name!r}")
         jobs = [replace(jobs[0], name=scene_name)]
-    input_splits = _input_split_lists(Path(scans))  # a malformed list fails now, not after the scenes
+    input_splits = _input_split_lists(Path(scans), jobs)  # a malformed list fails now, not after the scenes
+    if any(job.kind == "pointcept" for job in jobs):
+        from concerto3d.data.pointcept_scene import ignored_options
+
+        for name in ignored_options(options):
+            log.warning("%s does not apply to Pointcept's layout (its frames and correspondences are kept as "
+                        "Pointcept made them); ignored", "--" + name.replace("_", "-"))
     out = ensure_output_dir(out)  # a read-only, full or impossible folder fails now, not after the first scene
     with output_lock(out, "preprocessed dataset"):  # one writer: a second preprocess into OUT is refused
         return _preprocess_into(out, Path(scans), jobs, input_splits, options, workers, progress)
@@ -148,7 +161,7 @@ def _preprocess_into(out: Path, scans: Path, jobs: list, input_splits, options: 
             results.append(result)
             if result["status"] == "skipped":
                 log.warning("skipped scene %s: %s", result["scene"], result["reason"])
-            elif result["status"] == "exists" and _meta_options(result["meta"]) != _meta_options(options):
+            elif result["status"] == "exists" and _options_differ(result["meta"], options):
                 log.warning("scene %s was preprocessed earlier with other options (%s); kept as it is: remove "
                             "%s to redo it", result["scene"], _meta_options(result["meta"]), out / result["scene"])
             bar.update(1)
@@ -200,8 +213,17 @@ def _meta_options(meta_or_options) -> dict:
                 "abs_tol": o.abs_tol, "rel_tol": o.rel_tol, "max_frames": o.max_frames, "up": o.up}
     m = meta_or_options
     return {"frame_skip": m["frames"]["frame_skip"], "voxel": m["voxel"], "image_size": m["image_size"],
-            "abs_tol": m["depth_test"]["abs_tol"], "rel_tol": m["depth_test"]["rel_tol"],
+            "abs_tol": m["depth_test"].get("abs_tol"), "rel_tol": m["depth_test"].get("rel_tol"),
             "max_frames": m["options"]["max_frames"], "up": m.get("up", {}).get("mode", "auto")}
+
+
+def _options_differ(meta: dict, options: PreprocessOptions) -> bool:
+    """Whether a finished scene was made with other options than ``options`` (only those that applied to it: a
+    scene converted from Pointcept's layout had no frame skip or depth test of ours)."""
+    made, now = _meta_options(meta), _meta_options(options)
+    if meta.get("source", {}).get("kind") == "pointcept":
+        made = {k: v for k, v in made.items() if k not in ("frame_skip", "abs_tol", "rel_tol")}
+    return any(now[k] != v for k, v in made.items())
 
 
 def _run_job_star(args) -> dict:
@@ -262,8 +284,14 @@ def _merge_options(options: PreprocessOptions | None, overrides: dict) -> Prepro
                    reduced_decode=bool(merged.reduced_decode)).check()
 
 
-def _input_split_lists(scans: Path) -> dict[str, list[str]]:
-    """The input's ScanNet split lists, ``{split: names}`` from ``scans/scannetv2_<split>.txt`` (none: ``{}``)."""
+def _input_split_lists(scans: Path, jobs: list[SceneJob]) -> dict[str, list[str]]:
+    """The input's split lists, ``{split: names}``: ScanNet's ``scans/scannetv2_<split>.txt``, or the split folders of
+    Pointcept's layout (names sorted); none: ``{}``."""
+    if jobs and jobs[0].kind == "pointcept":
+        splits: dict[str, list[str]] = {}
+        for job in jobs:
+            splits.setdefault(job.split, []).append(job.name)
+        return splits
     return {path.stem[len("scannetv2_"):]: read_split_list(path) for path in sorted(scans.glob("scannetv2_*.txt"))}
 
 

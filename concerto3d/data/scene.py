@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -34,6 +36,7 @@ __all__ = [
     "split_names",
     "split_scenes", "scene_folders", "write_split", "load_array", "check_array", "load_scene", "load_correspondences",
     "image_path", "image_features_path", "frame_count", "read_image", "labelled_points", "rescale_pixels", "read_meta", "write_meta", "write_arrays", "frame_cameras", "image_geometry",
+    "write_correspondences", "write_scene_folder",
 ]
 
 # the images of preprocessing and the image encoder's input: (H, W) and the ViT patch side, one source for both
@@ -208,6 +211,60 @@ def write_arrays(scene_dir: str | os.PathLike, arrays: dict[str, np.ndarray]) ->
     folder that is renamed when complete, so these need no atomic rename of their own)."""
     for name, arr in arrays.items():
         np.save(Path(scene_dir) / f"{name}.npy", np.asarray(arr))
+
+
+def write_correspondences(path: str | os.PathLike, frames: Iterable[tuple[int, np.ndarray]]) -> int:
+    """Write ``correspondences.npy`` from one frame at a time, without holding them all in memory.
+
+    Args:
+        path: the file to write.
+        frames: ``(k, rows)`` per frame in frame order, rows (M_k, 3) integers (u, v, point).
+    Returns:
+        M, the rows written: an (M, 4) int32 array of rows (k, u, v, point).
+    """
+    path = Path(path)
+    spill = path.with_suffix(".spill")
+    total = 0
+    with open(spill, "wb") as raw:
+        for k, corr in frames:
+            rows = np.empty((len(corr), 4), np.int32)
+            rows[:, 0] = k
+            rows[:, 1:] = corr
+            raw.write(rows.tobytes())
+            total += len(corr)
+    with open(path, "wb") as f, open(spill, "rb") as raw:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.dtype(np.int32).str, "fortran_order": False, "shape": (total, 4)})
+        shutil.copyfileobj(raw, f, length=1 << 22)
+    spill.unlink()
+    return total
+
+
+def write_scene_folder(out: str | os.PathLike, name: str, fill: Callable[[Path], dict]) -> dict:
+    """Make ``out/<name>`` appear only when complete: ``fill(folder)`` writes the scene into
+    ``out/.tmp-<name>-<pid>`` (``meta.json`` last) and returns its meta, then the folder is renamed.
+
+    A scene another process finished meanwhile is kept (same content); on any failure the temporary folder is
+    removed and the error raised.
+    """
+    out = Path(out)
+    final = out / name
+    tmp = out / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        meta = fill(tmp)
+        try:
+            os.rename(tmp, final)  # atomic; fails when ``final`` exists and is not empty
+        except OSError:
+            if not (final / "meta.json").is_file():
+                raise
+            shutil.rmtree(tmp)  # another process finished the same scene meanwhile: same content, keep theirs
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
 
 
 def frame_cameras(scene_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

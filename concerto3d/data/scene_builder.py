@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,13 +32,14 @@ from concerto3d.data.correspondence import (
 from concerto3d.data.fusion import VoxelFusion, estimate_normals, mesh_vertex_normals, voxel_representatives
 from concerto3d.data.preprocess_options import PreprocessOptions
 from concerto3d.data.scene import (FRAME_LABEL_IGNORE, image_path, label_path, resize_nearest, write_arrays,
-                                   write_meta)
+                                   write_correspondences, write_meta, write_scene_folder)
 from concerto3d.errors import InputError
 from concerto3d.labels import IGNORE_INDEX, nyu40_to_scannet20
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMAT_VERSION", "MeshInput", "ScenePoints", "points_from_mesh", "points_from_fusion", "process_scene"]
+__all__ = ["FORMAT_VERSION", "MeshInput", "ScenePoints", "points_from_mesh", "points_from_fusion", "process_scene",
+           "resize_color", "align_up"]
 
 FORMAT_VERSION = 1
 
@@ -131,7 +131,9 @@ def points_from_fusion(fusion: VoxelFusion, normal_radius: float) -> ScenePoints
 # frames
 
 
-def _resize_color(color: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_color(color: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 colour resized to ``size`` = (H', W'): a box reduction, then bilinear (as stored in
+    ``images/<k>.jpg``); unchanged when already that size."""
     from PIL import Image
 
     h, w = size
@@ -182,7 +184,7 @@ class _FrameWriter:
             self._lookup_key, self._lookup = key, depth_lookup(frame.intrinsic_depth, frame.depth.shape, K, size)
         depth = resample_depth(frame.depth, frame.intrinsic_depth, K, size, lookup=self._lookup)
         k = len(self.frame_ids)
-        self._write_jpeg(image_path(self.folder, k), _resize_color(frame.color, size), self.options.jpeg_quality)
+        self._write_jpeg(image_path(self.folder, k), resize_color(frame.color, size), self.options.jpeg_quality)
         self._depth_file.write(depth.astype(np.float32).tobytes())
         labels = self.frame_labels(int(frame.index)) if self.frame_labels is not None else None
         if labels is not None:
@@ -248,43 +250,36 @@ def _stream_frames(frames, writer: _FrameWriter, options: PreprocessOptions, fus
 def _write_correspondences(path: Path, points: ScenePoints, writer: _FrameWriter, options: PreprocessOptions,
                            stats: FrameStats) -> int:
     """Correspondences of every kept frame, streamed to ``path`` as an (M, 4) int32 .npy; returns M."""
-    raw_path = path.with_suffix(".spill")
-    total = 0
     # float64 once, not per frame; column-major, so that each coordinate is a contiguous column (world_to_camera's
     # per-row products then read contiguous memory: same numbers, 1.4x faster than strided columns)
     coord = np.asfortranarray(points.coord, dtype=np.float64)
-    with open(raw_path, "wb") as raw:
+
+    def frames():
         for k, depth in enumerate(writer.depths()):
             corr = find_correspondences(coord, depth, writer.poses[k], writer.intrinsics[k],
                                         options.image_size, options.abs_tol, options.rel_tol)
-            rows = np.empty((len(corr), 4), np.int32)
-            rows[:, 0] = k
-            rows[:, 1:] = corr
-            raw.write(rows.tobytes())
             stats.corr_per_frame.append(len(corr))
-            total += len(corr)
-    with open(path, "wb") as f, open(raw_path, "rb") as raw:
-        np.lib.format.write_array_header_1_0(
-            f, {"descr": np.dtype(np.int32).str, "fortran_order": False, "shape": (total, 4)})
-        shutil.copyfileobj(raw, f, length=1 << 22)
-    raw_path.unlink()
-    return total
+            yield k, corr
+
+    return write_correspondences(path, frames())
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # one scene
 
 
-def _align_up(points: ScenePoints, writer: _FrameWriter, mode: str, source_kind: str | None) -> dict:
-    """Rotate the scene (points, normals, camera poses) so that its up direction is +z (``data/up_axis.py``), in
-    place; returns what ``meta.json`` records. ``auto`` estimates the up of RGB-D folders and keeps the other
-    sources (ScanNet: z-up); an axis name (``y``, ``-y``, ...) says which axis of the input world is up."""
+def align_up(points: ScenePoints, poses: list[np.ndarray], mode: str, source_kind: str | None
+             ) -> tuple[dict, list[np.ndarray]]:
+    """Rotate the scene (points and normals in place, camera poses (4, 4) camera-to-world) so that its up direction
+    is +z (``data/up_axis.py``); returns (what ``meta.json`` records, the rotated poses). ``auto`` estimates the up
+    of RGB-D folders and keeps the other sources (ScanNet, Pointcept's layout: z-up); an axis name (``y``, ``-y``,
+    ...) says which axis of the input world is up."""
     from concerto3d.data.up_axis import axis_vector, estimate_up, rotation_to_z
 
     if mode == "auto" and source_kind != "rgbd":
-        return {"mode": mode, "from": "the source (z up)", "rotation": np.eye(3).tolist()}
+        return {"mode": mode, "from": "the source (z up)", "rotation": np.eye(3).tolist()}, poses
     if mode == "auto":
-        up, how = estimate_up(np.asarray(writer.poses), points.normal), "cameras' up, refined by level surfaces"
+        up, how = estimate_up(np.asarray(poses), points.normal), "cameras' up, refined by level surfaces"
     else:
         up, how = axis_vector(mode), "given"
     rotation = rotation_to_z(up)
@@ -292,13 +287,13 @@ def _align_up(points: ScenePoints, writer: _FrameWriter, mode: str, source_kind:
     points.normal = (points.normal.astype(np.float64) @ rotation.T).astype(np.float32)
     world = np.eye(4)
     world[:3, :3] = rotation
-    writer.poses = [world @ pose for pose in writer.poses]
+    poses = [world @ pose for pose in poses]
     tilt = float(np.degrees(np.arccos(np.clip(up[2], -1.0, 1.0))))
     if tilt > 1.0:
         log.info("up axis: %s %s, %.1f degrees from the input's z; the scene is stored z-up", how,
                  np.round(up, 3).tolist(), tilt)
     return {"mode": mode, "from": how, "up_in_input": np.round(up, 6).tolist(), "tilt_degrees": round(tilt, 3),
-            "rotation": rotation.round(9).tolist()}
+            "rotation": rotation.round(9).tolist()}, poses
 
 
 def process_scene(name: str, frames, mesh: MeshInput | None, out: str | os.PathLike, options: PreprocessOptions,
@@ -319,24 +314,8 @@ def process_scene(name: str, frames, mesh: MeshInput | None, out: str | os.PathL
     Raises:
         InputError: the scene has no usable frames or no points (nothing is left behind).
     """
-    out = Path(out)
-    final = out / name
-    tmp = out / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        meta = _process_into(tmp, name, frames, mesh, options, source or {}, frame_labels)
-        try:
-            os.rename(tmp, final)  # atomic; fails when ``final`` exists and is not empty
-        except OSError:
-            if not (final / "meta.json").is_file():
-                raise
-            shutil.rmtree(tmp)  # another process finished the same scene meanwhile: same content, keep theirs
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return meta
+    return write_scene_folder(out, name, lambda folder: _process_into(folder, name, frames, mesh, options,
+                                                                      source or {}, frame_labels))
 
 
 def _process_into(folder: Path, name: str, frames, mesh: MeshInput | None, options: PreprocessOptions,
@@ -356,7 +335,7 @@ def _process_into(folder: Path, name: str, frames, mesh: MeshInput | None, optio
         points = points_from_fusion(fusion, options.normal_radius * options.voxel)
     if len(points.coord) == 0:
         raise InputError("no points: the frames' depth fused to nothing")
-    up = _align_up(points, writer, options.up, source.get("kind"))
+    up, writer.poses = align_up(points, writer.poses, options.up, source.get("kind"))
 
     write_arrays(folder, asdict(points))
     write_arrays(folder, {

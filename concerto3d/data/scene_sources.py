@@ -1,6 +1,7 @@
 """The scenes of a ``concerto3d preprocess`` input: :func:`find_scenes` lists them as picklable :class:`SceneJob`
 records, :func:`open_scene` opens one (in the worker process) as frames plus an optional mesh, through
-:mod:`concerto3d.io`.
+:mod:`concerto3d.io`. Scenes of Pointcept's layout are converted instead (:func:`pointcept_job_scene`,
+:mod:`concerto3d.data.pointcept_scene`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from pathlib import Path
 from concerto3d.data.scene_builder import MeshInput
 from concerto3d.errors import FormatError, InputError
 
-__all__ = ["SOURCES", "SceneJob", "find_scenes", "open_scene"]
+__all__ = ["SOURCES", "SceneJob", "find_scenes", "open_scene", "pointcept_job_scene"]
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("auto", "scannet", "rgbd")
+SOURCES = ("auto", "scannet", "pointcept", "rgbd")
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,18 @@ class SceneJob:
     """Where one scene comes from (picklable: the worker process opens the files itself)."""
 
     name: str
-    kind: str  # "scannet" or "rgbd"
-    path: str
+    kind: str  # "scannet", "pointcept" or "rgbd"
+    path: str  # the scene's folder; for "pointcept", the layout's root
     rgbd_preset: str | None = None
     depth_scale: float | None = None
+    split: str | None = None  # "pointcept": the split folder the scene sits in
 
 
 def find_scenes(scans: str | os.PathLike, source: str = "auto", rgbd_preset: str | None = None,
                 depth_scale: float | None = None) -> list[SceneJob]:
-    """The scenes under ``scans``: a ScanNet root (with ``scans/``), one ScanNet scene folder, one generic RGB-D
-    folder, or a folder of RGB-D folders.
+    """The scenes under ``scans``: a ScanNet root (with ``scans/``), one ScanNet scene folder, the root of Pointcept's
+    preprocessed layout (``<split>/<scene>/coord.npy``, ``images/<split>/<scene>/``), one generic RGB-D folder, or a
+    folder of RGB-D folders. ``auto`` tries them in that order.
 
     Returns:
         jobs sorted by scene name.
@@ -43,17 +46,21 @@ def find_scenes(scans: str | os.PathLike, source: str = "auto", rgbd_preset: str
         InputError: ``scans`` is not a folder, nothing usable is found, two scenes share a name, or a scene's
             name has a space.
     """
-    from concerto3d.io import rgbd_folder, scannet
+    from concerto3d.io import pointcept, rgbd_folder, scannet
 
     root = Path(scans)
     if source not in SOURCES:
         raise InputError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     if not root.is_dir():
-        raise InputError("expected a folder of scans (ScanNet root, scene folder or RGB-D folder)", root)
+        raise InputError("expected a folder of scans (ScanNet root, scene folder, Pointcept's layout or RGB-D folder)",
+                         root)
     jobs: list[SceneJob] = []
     if source in ("auto", "scannet"):
         dirs = [Path(d) for d in scannet.find_scannet_scenes(root)]
         jobs = [SceneJob(d.name, "scannet", str(d.resolve())) for d in dirs]
+    if not jobs and (source == "pointcept" or (source == "auto" and pointcept.looks_like_pointcept(root))):
+        jobs = [SceneJob(s.name, "pointcept", str(root.resolve()), split=s.split)
+                for s in pointcept.find_pointcept_scenes(root)]
     if not jobs and source in ("auto", "rgbd"):
         if rgbd_folder.looks_like_rgbd_folder(root, preset=rgbd_preset):
             dirs = [root]
@@ -62,7 +69,9 @@ def find_scenes(scans: str | os.PathLike, source: str = "auto", rgbd_preset: str
                           if d.is_dir() and rgbd_folder.looks_like_rgbd_folder(d, preset=rgbd_preset))
         jobs = [SceneJob(d.resolve().name, "rgbd", str(d.resolve()), rgbd_preset, depth_scale) for d in dirs]
     if not jobs:
-        kind = {"auto": "ScanNet scenes or RGB-D folders", "scannet": "ScanNet scenes", "rgbd": "RGB-D folders"}
+        kind = {"auto": "ScanNet scenes, Pointcept's layout or RGB-D folders", "scannet": "ScanNet scenes",
+                "pointcept": "scenes of Pointcept's layout (<split>/<scene>/coord.npy, images/<split>/<scene>/)",
+                "rgbd": "RGB-D folders"}
         raise InputError(f"no {kind[source]} found", root)
     names = Counter(j.name for j in jobs)
     dup = sorted(n for n, c in names.items() if c > 1)
@@ -101,6 +110,13 @@ def _frame_labels(scene_dir: Path, name: str):
         return None if ids is None else table.ids_to_nyu40(ids)
 
     return read
+
+
+def pointcept_job_scene(job: SceneJob):
+    """The :class:`concerto3d.io.pointcept.PointceptScene` of a ``"pointcept"`` job."""
+    from concerto3d.io.pointcept import pointcept_scene
+
+    return pointcept_scene(job.path, job.split, job.name)
 
 
 def open_scene(job: SceneJob):

@@ -204,7 +204,7 @@ def test_nothing_usable_is_a_one_line_error(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["summary.json"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(InputError, match="no ScanNet scenes or RGB-D folders found"):
+    with pytest.raises(InputError, match="no ScanNet scenes, Pointcept.s layout or RGB-D folders found"):
         preprocess(empty, tmp_path / "out2", progress=False)
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 import concerto3d.io.sens as sens
 from concerto3d.data.correspondence import scale_intrinsics_to_size
 from concerto3d.data.preprocess import preprocess
-from concerto3d.data.scene_builder import _resize_color
+from concerto3d.data.scene_builder import resize_color
 from concerto3d.io.images import decode_color_bytes, decode_color_bytes_reduced, encode_color_jpeg
 from concerto3d.io.sens_frames import reduced_intrinsics
 from rgbd_scenes import room_poses, write_scannet_scene
@@ -49,9 +49,9 @@ def _noise(size=FULL) -> np.ndarray:
 
 
 def _resized_both_ways(data: bytes, size) -> tuple[np.ndarray, np.ndarray, int]:
-    reference = _resize_color(decode_color_bytes(data), size).astype(int)
+    reference = resize_color(decode_color_bytes(data), size).astype(int)
     reduced, scale = decode_color_bytes_reduced(data, size)
-    return reference, _resize_color(reduced, size).astype(int), scale
+    return reference, resize_color(reduced, size).astype(int), scale
 
 
 @pytest.mark.parametrize("image, subsampling, mean_bound, max_bound", [
