@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from concerto3d.data.scene import SCENE_ARRAYS
+from concerto3d.data.digest import data_digest, files_digest
 from concerto3d.errors import InputError
 from concerto3d.evaluation.ablation.settings import AblationSettings
 from concerto3d.evaluation.metrics import json_safe
@@ -23,9 +23,6 @@ __all__ = ["training_digest", "data_digest", "files_digest", "image_encoder_dige
 
 SETTINGS_FILE = "ablation.json"
 
-# the per-scene arrays whose bytes enter data_digest (small: a few MB a scene); the rest enter by size
-_DIGEST_ARRAYS = SCENE_ARRAYS
-
 
 def training_digest(settings: AblationSettings, data: Path | None = None) -> str:
     """sha256 of the training config of the joint row at seed 0, as sorted JSON (with the image and patch size
@@ -35,42 +32,6 @@ def training_digest(settings: AblationSettings, data: Path | None = None) -> str
 
     cfg = to_dict(settings.train_config("joint", 0, data=data))
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
-
-
-def data_digest(data: Path) -> str:
-    """sha256 of a preprocessed dataset as the ablation sees it: the split lists, and for every scene they name
-    the bytes of its points, colours, normals and labels and the size of every other file (correspondences,
-    images).
-    ``meta.json`` is left out: it records absolute source paths, which move with the checkout."""
-    from concerto3d.data.scene import split_scenes
-
-    h = hashlib.sha256()
-    for split in ("train", "val"):
-        folders = split_scenes(data, split)
-        h.update(f"{split}:{','.join(f.name for f in folders)}\n".encode())
-        for folder in folders:
-            scene = folder.name
-            for path in sorted(folder.rglob("*")):
-                if not path.is_file() or path.name == "meta.json":
-                    continue
-                rel = path.relative_to(folder).as_posix()
-                if rel in _DIGEST_ARRAYS:
-                    h.update(f"{scene}/{rel}:".encode() + hashlib.sha256(path.read_bytes()).digest())
-                else:
-                    h.update(f"{scene}/{rel}:{path.stat().st_size}\n".encode())
-    return h.hexdigest()
-
-
-def files_digest(folder: Path) -> str:
-    """sha256 over the relative paths and bytes of every file under ``folder``."""
-    h = hashlib.sha256()
-    for path in sorted(Path(folder).rglob("*")):
-        if path.is_file():
-            h.update(path.relative_to(folder).as_posix().encode() + b"\0")
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 24), b""):
-                    h.update(chunk)
-    return h.hexdigest()
 
 
 def image_encoder_digest(path: Path) -> str:
