@@ -18,14 +18,17 @@ __all__ = ["data_digest", "present_splits", "files_digest", "DIGEST_SPLITS"]
 
 # the splits a data digest covers by default: what the ablation trains and probes on
 DIGEST_SPLITS = ("train", "val")
+# what training writes into a scene folder (a frozen image encoder's feature cache, ``image_features_path``): derived
+# from the data, not data, so outside the digest, or a second run on the same data would see other data
+_DERIVED = ("image_features",)
 
 
 def data_digest(data: str | os.PathLike, splits: tuple[str, ...] = DIGEST_SPLITS) -> str:
     """sha256 of a preprocessed dataset: the split lists, and for every scene they name the bytes of its points,
     colours, normals and labels (``SCENE_ARRAYS``) and the size of every other file (correspondences, images).
 
-    ``meta.json`` is left out: it records absolute source paths, which move with the checkout. A copy of the data
-    elsewhere has the same digest.
+    ``meta.json`` is left out: it records absolute source paths, which move with the checkout; so is the feature
+    cache training writes (``image_features/``). A copy of the data elsewhere has the same digest.
 
     Args:
         data: the preprocessed dataset (``DATA/splits/<split>.txt`` and the scene folders).
@@ -43,6 +46,8 @@ def data_digest(data: str | os.PathLike, splits: tuple[str, ...] = DIGEST_SPLITS
                 if not path.is_file() or path.name == "meta.json":
                     continue
                 rel = path.relative_to(folder).as_posix()
+                if rel.split("/", 1)[0] in _DERIVED:
+                    continue
                 if rel in SCENE_ARRAYS:
                     h.update(f"{scene}/{rel}:".encode() + hashlib.sha256(path.read_bytes()).digest())
                 else:
