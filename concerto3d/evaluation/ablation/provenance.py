@@ -35,12 +35,12 @@ def training_digest(settings: AblationSettings, data: Path | None = None) -> str
 
 
 def image_encoder_digest(path: Path) -> str:
-    """sha256 of what ``--image-encoder PATH`` loads: the model folder of a concerto3d run (not its checkpoints or
-    logs), or the whole folder of a Hugging Face model."""
-    from concerto3d.inference import find_model_folder
+    """sha256 of what ``--image-encoder PATH`` loads: the model folder of a concerto3d run (not its checkpoints,
+    logs or model card), or the whole folder of a Hugging Face model
+    (:func:`concerto3d.inference.model_folder.image_encoder_digest`)."""
+    from concerto3d.inference.model_folder import image_encoder_digest as digest
 
-    own = find_model_folder(path)
-    return files_digest(own if own is not None else Path(path))
+    return digest(path)
 
 
 def record_digests(settings: AblationSettings, data: Path) -> None:
