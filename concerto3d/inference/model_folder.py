@@ -13,7 +13,8 @@ It follows the layout people know from Hugging Face's ``PyTorchModelHubMixin`` (
                                                "seed", "batch_size", "concerto3d_version"} | null}
     RUN/model/model.safetensors  the state dict of :class:`PretrainedModel`: ``point_encoder.*`` and
                                  ``image_encoder.*`` tensors (either absent with its encoder), metadata format "pt"
-    RUN/model/README.md          the model card (:mod:`concerto3d.inference.model_card`)
+    RUN/model/README.md          the model card (:mod:`concerto3d.inference.model_card`); ``concerto3d probe``
+                                 fills in its marked probe block, nothing else
 
 The folder is self-contained: :func:`load_model` (or ``PretrainedModel.from_pretrained``) rebuilds the encoders
 from ``config.json`` alone, without the training config, wherever the folder was copied. An image encoder that
@@ -55,14 +56,14 @@ from torch import nn
 from concerto3d.data.scene import DEFAULT_IMAGE_SIZE
 from concerto3d.errors import FormatError, InputError
 from concerto3d.inference.embedding import PretrainedModel
-from concerto3d.inference.model_card import model_card
-from concerto3d.io.atomic import atomic_folder
+from concerto3d.inference.model_card import model_card, probe_row, with_probe_result
+from concerto3d.io.atomic import atomic_folder, atomic_write_text
 from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
 from concerto3d.models.point_encoder import PointEncoder, PointEncoderConfig
 
 __all__ = ["MODEL_FORMAT", "READABLE_FORMATS", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "save_model",
            "save_pretrained", "load_model", "model_dir_of", "find_model_folder", "load_image_backbone",
-           "load_image_encoder", "training_provenance", "image_encoder_digest"]
+           "load_image_encoder", "training_provenance", "image_encoder_digest", "record_probe"]
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +366,7 @@ def load_image_encoder(path: str | os.PathLike, config: ImageEncoderConfig | Non
 
 def image_encoder_digest(path: str | os.PathLike) -> str:
     """sha256 of the files an image encoder is loaded from: the model folder of a concerto3d run (its
-    ``config.json`` and weights; not its checkpoints, logs or model card, which people edit), or the whole
+    ``config.json`` and weights; not its checkpoints, logs or model card, which ``probe`` edits), or the whole
     folder of a Hugging Face model. ``OUT/ablation.json``'s ``image_encoder_sha256`` and a model card's image
     encoder digest."""
     from concerto3d.data.digest import files_digest
@@ -373,3 +374,33 @@ def image_encoder_digest(path: str | os.PathLike) -> str:
     own = find_model_folder(path)
     return files_digest(own, skip=(CARD_NAME,)) if own is not None else files_digest(Path(path))
 
+
+def record_probe(path: str | os.PathLike, data: str | os.PathLike, summary: dict) -> bool:
+    """Put a probe's result in the model card of the model folder at ``path`` (its marked probe block only; the
+    rest of the card, edited or not, stays as it is), atomically.
+
+    Args:
+        path: the run or model folder probed.
+        data: the preprocessed dataset probed on (its :func:`~concerto3d.data.digest.data_digest` keys the row).
+        summary: ``run_probe``'s summary.
+    Returns:
+        True when the card was updated; False (and a log line saying why) when the folder has no card (format 1)
+        or its card no longer has exactly one probe block.
+    Raises:
+        OSError: the card cannot be read or written.
+    """
+    from concerto3d.data.digest import data_digest
+
+    card = model_dir_of(path) / CARD_NAME
+    if not card.is_file():
+        log.info("%s has no model card (a folder written before concerto3d wrote one): probe result not recorded",
+                 card.parent)
+        return False
+    row = probe_row(Path(data).resolve().name, data_digest(data), summary)
+    text = with_probe_result(card.read_text(encoding="utf-8"), row)
+    if text is None:
+        log.warning("%s has no single concerto3d probe block (removed or doubled by an edit): probe result not "
+                    "recorded there", card)
+        return False
+    atomic_write_text(card, text)
+    return True

@@ -247,6 +247,41 @@ def test_model_card_front_matter_reads_with_huggingface_hub(trained):
     assert card.data.library_name == "concerto3d" and card.data.license == "other"
 
 
+def test_probe_fills_its_block_and_leaves_the_rest_of_the_card_alone(trained, tmp_path):
+    from concerto3d.inference.model_card import NOT_MEASURED, probe_row, with_probe_result
+    from concerto3d.inference.model_folder import record_probe
+
+    _, _, run = trained
+    folder = tmp_path / "model"
+    shutil.copytree(run / "model", folder)
+    card = folder / "README.md"
+    edited = card.read_text().replace("## Licence", "My notes: trained on a Friday.\n\n## Licence")
+    card.write_text(edited)
+    summary = {"miou": 0.4567, "overall_accuracy": 0.8, "scenes": {"train": 3, "val": 1},
+               "head": {"epochs": 20, "lr": 0.01, "seed": 0, "train_points_per_scene": None}}
+    data = tmp_path / "data"  # the probed data: its digest keys the row
+    for name in ("scene0000_00", "scene0001_00"):
+        (data / name).mkdir(parents=True)
+        np.save(data / name / "coord.npy", small_cloud()[0])
+    (data / "splits").mkdir()
+    (data / "splits" / "train.txt").write_text("scene0000_00\n")
+    (data / "splits" / "val.txt").write_text("scene0001_00\n")
+    assert record_probe(folder, data, summary)
+    text = card.read_text()
+    assert "45.7%" in text and NOT_MEASURED not in text and "My notes: trained on a Friday." in text
+    outside = lambda t: t.split("<!-- concerto3d:probe:begin")[0] + t.split("<!-- concerto3d:probe:end -->")[1]
+    assert outside(text) == outside(edited)
+    # the same data probed again: its row is replaced; other data: a second row
+    assert record_probe(folder, data, dict(summary, miou=0.5))
+    text = card.read_text()
+    assert "50.0%" in text and "45.7%" not in text
+    twice = with_probe_result(text, probe_row("other", "cd" * 32, summary))
+    assert sum(line.startswith("| `") for line in twice.splitlines()) == 2 and outside(twice) == outside(edited)
+    # the block removed by the user: the card is theirs, nothing written
+    card.write_text("my own card\n")
+    assert not record_probe(folder, data, summary) and card.read_text() == "my own card\n"
+
+
 def test_data_origin_tells_synthetic_scenes_from_scannet_ones(tmp_path):
     """Synthetic scans are in ScanNet's layout too: what tells them apart is the marker synth leaves in its folder."""
     from concerto3d.inference.model_folder import data_origin
