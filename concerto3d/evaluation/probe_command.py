@@ -3,8 +3,9 @@
 Recipe: (1) load the trained model, freeze its point encoder; (2) embed every scene of the train split once, keeping
 the features in memory; (3) train one ``nn.Linear`` on the standardised train features with cross-entropy (ignore
 index -1); (4) embed the val scenes one at a time, accumulate one confusion matrix over the whole val split and report
-per-class IoU, mIoU over the ScanNet-20 classes present in the val ground truth, and overall accuracy, as a table and
-as JSON. This module is the command line only; the probe itself is :func:`concerto3d.evaluation.probe.run_probe`.
+per-class IoU, mIoU over the ScanNet-20 classes present in the val ground truth, and overall accuracy, as a table, as
+JSON, and (unless ``--no-card``) as a row of the model card's probe block (README.md of the model folder). This module
+is the command line only; the probe itself is :func:`concerto3d.evaluation.probe.run_probe`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the head's minibatch order and any point subsets (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-card", action="store_true",
+                        help="leave the model folder's README.md model card as it is (by default the probe's mIoU "
+                        "goes into its marked probe block; nothing else in the card changes)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,4 +73,17 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         atomic_write_json(out, json_safe(summary))
         log.info("wrote %s", out)
+    if not args.no_card and getattr(model, "path", None) is not None:
+        _record_in_card(model.path, data_dir, summary)
     return 0
+
+
+def _record_in_card(folder: Path, data_dir: Path, summary: dict) -> None:
+    """The probe's row in the model card; a card that cannot be written costs a warning, not the result."""
+    from concerto3d.inference.model_folder import record_probe
+
+    try:
+        if record_probe(folder, data_dir, summary):
+            log.info("recorded the probe result in %s", Path(folder) / "README.md")
+    except OSError as err:
+        log.warning("could not record the probe result in the model card of %s (%s)", folder, err)

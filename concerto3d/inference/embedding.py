@@ -1,8 +1,9 @@
 """Inference with a trained point encoder: per-point features of any point cloud, in tiles when it is large.
 
-``load_model(RUN)`` (:mod:`concerto3d.inference.model_folder`) returns a :class:`PretrainedModel`; its
-:meth:`PretrainedModel.embed` centres the cloud as training centres its crops, encodes it at the model's grid size,
-and cuts a cloud too large for one pass into :func:`spatial_tiles` whose cores partition it.
+``load_model(RUN)`` or ``PretrainedModel.from_pretrained(RUN)`` (:mod:`concerto3d.inference.model_folder`) returns a
+:class:`PretrainedModel`; its :meth:`PretrainedModel.embed` centres the cloud as training centres its crops, encodes
+it at the model's grid size, and cuts a cloud too large for one pass into :func:`spatial_tiles` whose cores
+partition it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,26 @@ class PretrainedModel(nn.Module):
         self.config = config
         self.path = path
         self.eval()
+
+    @classmethod
+    def from_pretrained(cls, path, device: str | torch.device = "cpu") -> "PretrainedModel":
+        """Load a model folder (format 2 or 1) or a run folder holding one, as Hugging Face's ``from_pretrained``
+        does a local folder: :func:`concerto3d.inference.load_model`. Only local folders: nothing is downloaded.
+
+        Args:
+            path: ``RUN`` or ``RUN/model`` (or a copy of it anywhere).
+            device: where the encoders go.
+        """
+        from concerto3d.inference.model_folder import load_model
+
+        return load_model(path, device=device)
+
+    def save_pretrained(self, folder) -> Path:
+        """Write this model as a format-2 model folder (``config.json``, ``model.safetensors``, ``README.md``) at
+        ``folder``, a new folder (an existing one is refused): :func:`concerto3d.inference.save_pretrained`."""
+        from concerto3d.inference.model_folder import save_pretrained
+
+        return save_pretrained(self, folder)
 
     @property
     def device(self) -> torch.device:

@@ -1,17 +1,30 @@
 """The trained model folder ``RUN/model/``: written at the end of training, read by probe, visualize and embed.
 
-Layout (docs/architecture.md, "Trained model folder")::
+It follows the layout people know from Hugging Face's ``PyTorchModelHubMixin`` (``save_pretrained`` /
+``from_pretrained``): one ``config.json``, one ``model.safetensors``, one ``README.md`` model card. Layout
+(docs/architecture.md, "Trained model folder")::
 
-    RUN/model/config.json                 {"format": 1, "point_encoder": {...} | null, "image_encoder": {...} | null,
-                                           "proj_dim": 256, "input": {"use_color", "use_normal", "grid_size",
-                                           "feature_channels": 9, "position_feature"}, "objective": "joint",
-                                           "weights": "student", "steps": N}
-    RUN/model/point_encoder.safetensors   absent for the 2d objective (no point encoder)
-    RUN/model/image_encoder.safetensors   absent for the 3d objective (no image encoder)
+    RUN/model/config.json        {"format": 2, "library": "concerto3d", "point_encoder": {...} | null,
+                                  "image_encoder": {...} | null, "proj_dim": 256, "input": {"use_color",
+                                  "use_normal", "grid_size", "feature_channels": 9, "position_feature"},
+                                  "objective": "joint", "weights": "student", "steps": N,
+                                  "training": {"data": {"name", "split", "scenes", "sha256", "sha256_splits",
+                                               "origin"}, "image_encoder": {"path", "sha256", "frozen"} | null,
+                                               "seed", "batch_size", "concerto3d_version"} | null}
+    RUN/model/model.safetensors  the state dict of :class:`PretrainedModel`: ``point_encoder.*`` and
+                                 ``image_encoder.*`` tensors (either absent with its encoder), metadata format "pt"
+    RUN/model/README.md          the model card (:mod:`concerto3d.inference.model_card`); ``concerto3d probe``
+                                 fills in its marked probe block, nothing else
 
-The folder is self-describing: :func:`load_model` rebuilds the encoders from ``config.json`` alone, without the
-training config. (An image encoder built from a local Hugging Face folder, ``image_encoder.pretrained_path``, needs
-that folder again to be rebuilt; its weights then come from ``image_encoder.safetensors``.)
+The folder is self-contained: :func:`load_model` (or ``PretrainedModel.from_pretrained``) rebuilds the encoders
+from ``config.json`` alone, without the training config, wherever the folder was copied. An image encoder that
+training loaded from a Hugging Face folder or a concerto3d run (``image_encoder.pretrained_path``) is stored with its
+architecture inlined (``backbone_config``, :meth:`ImageEncoder.rebuild_config`) and its weights in
+``model.safetensors``; the path it came from and the digest of its files are kept under ``training`` for the card.
+
+Format 1 (concerto3d before the model card) is still read: the same ``config.json`` without ``training``, the weights
+in ``point_encoder.safetensors`` and ``image_encoder.safetensors``, and an image encoder's ``pretrained_path`` that
+must still exist to rebuild it. ``PretrainedModel.save_pretrained(folder)`` writes a loaded model in format 2.
 
 This module is the only one that opens a model folder. An image encoder's ``pretrained_path`` may name a concerto3d
 run (e.g. of the ``2d`` objective) as well as a Hugging Face folder: :func:`load_image_backbone` gives that run's
@@ -20,12 +33,20 @@ backbone to :class:`concerto3d.models.image_encoder.ImageEncoder`, which itself 
 Which weights: the student's by default (``export_weights=student``), because on short runs the EMA teacher, with
 its momentum of 0.996 -> 1, has barely moved from the random initialisation; ``export_weights=teacher`` saves the
 teacher's point encoder instead (usually the better one after a long run, as in DINO/Sonata).
+
+Why not inherit ``huggingface_hub.PyTorchModelHubMixin``: its ``from_pretrained`` downloads from the Hub whenever the
+path is not an existing folder (a mistyped path becomes a network call), its ``_from_pretrained`` loads weights with
+``strict=False`` by default (a mismatched file would load silently), it writes in place rather than atomically, and
+it builds the model from ``__init__`` arguments, where ours needs its own checks, format 1 and image backbones. The
+files and names are the same, so a folder reads like any other ``save_pretrained`` folder.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -35,14 +56,23 @@ from torch import nn
 from concerto3d.data.scene import DEFAULT_IMAGE_SIZE
 from concerto3d.errors import FormatError, InputError
 from concerto3d.inference.embedding import PretrainedModel
-from concerto3d.io.atomic import atomic_folder
+from concerto3d.inference.model_card import model_card, probe_row, with_probe_result
+from concerto3d.io.atomic import atomic_folder, atomic_write_text
 from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
 from concerto3d.models.point_encoder import PointEncoder, PointEncoderConfig
 
-__all__ = ["MODEL_FORMAT", "save_model", "load_model", "model_dir_of", "find_model_folder", "load_image_backbone",
-           "load_image_encoder"]
+__all__ = ["MODEL_FORMAT", "READABLE_FORMATS", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "save_model",
+           "save_pretrained", "load_model", "model_dir_of", "find_model_folder", "load_image_backbone",
+           "load_image_encoder", "training_provenance", "image_encoder_digest", "record_probe"]
 
-MODEL_FORMAT = 1
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"  # huggingface_hub's SAFETENSORS_SINGLE_FILE
+CARD_NAME = "README.md"
+ENCODERS = ("point_encoder", "image_encoder")
 
 
 def _plain(value):
@@ -57,16 +87,100 @@ def _config_dict(config) -> dict:
     return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
+def _portable_image_config(encoder: ImageEncoder) -> dict:
+    """The encoder's config as JSON, rebuildable without any file: a ``pretrained_path`` becomes the backbone's
+    inlined Hugging Face config (the weights are in ``model.safetensors``)."""
+    config = encoder.rebuild_config() if encoder.config.pretrained_path else encoder.config
+    return _config_dict(config)
+
+
 def model_dir_of(path: str | os.PathLike) -> Path:
     """``RUN/model`` for a run folder, or ``path`` itself when it already is a model folder."""
     path = Path(path)
-    return path if (path / "config.json").is_file() and not (path / "model").is_dir() else path / "model"
+    return path if (path / CONFIG_NAME).is_file() and not (path / "model").is_dir() else path / "model"
 
 
-def save_model(model, cfg, run_dir: str | os.PathLike, weights: str = "student", steps: int | None = None) -> Path:
+def training_provenance(cfg, data_root: str | os.PathLike, scenes, image_encoder_used: bool) -> dict:
+    """What a run trains on, for ``config.json``'s ``training`` entry and the model card: the data's folder name,
+    split, scene count, digest (:func:`concerto3d.data.digest.data_digest` over the train and val lists that exist)
+    and origin (:func:`data_origin`), and the image encoder it started from (path and files digest), if any.
+
+    Reads every scene's arrays once (for the digest): the trainer calls it before the first step.
+
+    Args:
+        cfg: the run's :class:`concerto3d.config.TrainConfig`.
+        data_root: the preprocessed dataset.
+        scenes: the names of the scenes trained on.
+        image_encoder_used: whether the objective has an image encoder (``pretrained_path`` matters then only).
+    """
+    from concerto3d import __version__
+    from concerto3d.data.digest import data_digest, present_splits
+
+    data = Path(data_root)
+    splits = present_splits(data, cfg.split)
+    image = None
+    path = cfg.image_encoder.pretrained_path
+    if image_encoder_used and path:
+        image = {"path": str(path), "sha256": image_encoder_digest(path), "frozen": bool(cfg.image_encoder.freeze)}
+    return {
+        "data": {"name": data.resolve().name, "split": cfg.split, "scenes": len(scenes),
+                 "sha256": data_digest(data, splits), "sha256_splits": list(splits),
+                 "origin": data_origin(data, scenes)},
+        "image_encoder": image,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "concerto3d_version": __version__,
+    }
+
+
+def data_origin(data: str | os.PathLike, scenes) -> str | None:
+    """Where the scenes came from, as far as their ``meta.json`` tells: ``synthetic`` (ScanNet-layout scans under a
+    folder ``concerto3d synth`` made), ``scannet``, ``rgbd``, ``mixed``, or None (not recorded)."""
+    from concerto3d.data.scene import read_meta
+    from concerto3d.synth.writer import SYNTH_MARKER
+
+    found = set()
+    for name in scenes:
+        try:
+            source = read_meta(Path(data) / name).get("source")
+        except (InputError, FormatError):
+            continue
+        if not isinstance(source, dict) or source.get("kind") not in ("scannet", "rgbd"):
+            continue
+        kind = source["kind"]
+        if kind == "scannet" and source.get("path"):
+            scans = Path(str(source["path"])).parent  # SYNTH/scans/<scene>: the marker lies in SYNTH
+            if (scans.parent / SYNTH_MARKER).is_file():
+                kind = "synthetic"
+        found.add(kind)
+    return None if not found else found.pop() if len(found) == 1 else "mixed"
+
+
+def _write_folder(final: Path, meta: dict, tensors: dict, replace: bool = True) -> Path:
+    """``config.json``, ``model.safetensors`` and ``README.md`` into ``final``, atomically (a reader never sees
+    half a folder)."""
+    from safetensors.torch import save_file
+
+    card = model_card(meta)
+    with atomic_folder(final, replace=replace) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / CARD_NAME).write_text(card, encoding="utf-8")
+    return final
+
+
+def _tensors(modules: dict) -> dict:
+    return {f"{name}.{key}": value.detach().cpu().contiguous()
+            for name, module in modules.items() if module is not None
+            for key, value in module.state_dict().items()}
+
+
+def save_model(model, cfg, run_dir: str | os.PathLike, weights: str = "student", steps: int | None = None,
+               training: dict | None = None) -> Path:
     """Write the trained encoders of a :class:`concerto3d.models.concerto.ConcertoModel` to ``RUN/model/``.
 
-    The folder is written under a temporary name and renamed, so a reader never sees half of it.
+    The folder is written under a temporary name and renamed, so a reader never sees half of it; an earlier
+    ``RUN/model`` (a resumed run's) is replaced.
 
     Args:
         model: the trained model (unwrapped from DDP).
@@ -75,11 +189,10 @@ def save_model(model, cfg, run_dir: str | os.PathLike, weights: str = "student",
         weights: ``student`` or ``teacher`` (the teacher only holds the distilled encoder; the other one is the
             student's).
         steps: optimiser steps trained, recorded in config.json.
+        training: :func:`training_provenance` of the run (None: not recorded; the card says so).
     Returns:
         the model folder.
     """
-    from safetensors.torch import save_file
-
     if weights not in ("student", "teacher"):
         raise ValueError(f"weights must be 'student' or 'teacher', got {weights!r}")
     encoders = {"point_encoder": model.point_encoder, "image_encoder": model.image_encoder}
@@ -87,9 +200,11 @@ def save_model(model, cfg, run_dir: str | os.PathLike, weights: str = "student",
         encoders.update({name: module for name, module in model.teacher.items() if name in encoders})
     meta = {
         "format": MODEL_FORMAT,
+        "library": "concerto3d",
         "point_encoder": _config_dict(cfg.point_encoder) if encoders["point_encoder"] is not None else None,
-        "image_encoder": _config_dict(encoders["image_encoder"].config) if encoders["image_encoder"] is not None
-        else None,  # the encoder's own config: its image and patch size as filled in from the data
+        # the encoder's own config (its image and patch size as filled in from the data), file-free
+        "image_encoder": _portable_image_config(encoders["image_encoder"]) if encoders["image_encoder"] is not None
+        else None,
         "proj_dim": cfg.objective.proj_dim,
         "input": {"use_color": cfg.data.use_color, "use_normal": cfg.data.use_normal,
                   "grid_size": cfg.data.grid_size, "feature_channels": 9,
@@ -97,22 +212,75 @@ def save_model(model, cfg, run_dir: str | os.PathLike, weights: str = "student",
         "objective": cfg.objective.kind,
         "weights": weights,
         "steps": steps,
+        "training": training,
     }
-    final = Path(run_dir) / "model"
-    with atomic_folder(final) as tmp:
-        for name, module in encoders.items():
-            if module is not None:
-                tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-                save_file(tensors, str(tmp / f"{name}.safetensors"))
-        (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return final
+    return _write_folder(Path(run_dir) / "model", meta, _tensors(encoders))
+
+
+def save_pretrained(model: PretrainedModel, folder: str | os.PathLike) -> Path:
+    """Write a loaded :class:`PretrainedModel` as a format-2 model folder at ``folder`` (a new folder: an existing
+    one is refused, never replaced). A format-1 folder loaded and saved again this way becomes format 2.
+
+    Raises:
+        InputError: ``folder`` exists.
+    """
+    meta = copy.deepcopy(model.config)
+    meta.update(format=MODEL_FORMAT, library="concerto3d")
+    meta.setdefault("training", None)
+    if model.image_encoder is not None:
+        meta["image_encoder"] = _portable_image_config(model.image_encoder)
+    final = Path(folder)
+    if final.exists():
+        raise InputError("exists; save_pretrained writes a new folder and never replaces one", final)
+    try:
+        return _write_folder(final, meta, _tensors({name: getattr(model, name) for name in ENCODERS}),
+                             replace=False)
+    except FileExistsError:
+        raise InputError("exists; save_pretrained writes a new folder and never replaces one", final) from None
+
+
+def _read_meta(path: str | os.PathLike) -> tuple[Path, dict]:
+    folder = model_dir_of(path)
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise InputError("expected a trained run (RUN/model/config.json from concerto3d train), found none",
+                         Path(path))
+    try:
+        meta = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FormatError(f"expected a JSON model description, could not read it ({err})", config_path) from None
+    if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
+        raise FormatError(f"expected a model folder description of format {' or '.join(map(str, READABLE_FORMATS))}"
+                          f", got {meta.get('format') if isinstance(meta, dict) else type(meta).__name__}",
+                          config_path)
+    return folder, meta
+
+
+def _read_weights(path: Path, what: str) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise FormatError(f"config.json describes {what} but its weights are missing", path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise FormatError(f"cannot read the weights ({err})", path) from None
+
+
+def _load_state(module: nn.Module, state: dict, what: str, path: Path) -> None:
+    try:
+        module.load_state_dict(state)  # strict: every tensor present, none left over
+    except RuntimeError as err:
+        raise FormatError(f"weights do not match the {what} in config.json ({str(err).splitlines()[0]})",
+                          path) from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> PretrainedModel:
-    """Load the encoders of a trained run.
+    """Load the encoders of a trained run (``PretrainedModel.from_pretrained`` is the same).
 
     Args:
-        path: the run folder (``RUN``, holding ``model/``) or the model folder itself.
+        path: the run folder (``RUN``, holding ``model/``) or the model folder itself, of format 2 or 1.
         device: where the encoders go.
     Returns:
         a :class:`PretrainedModel` in eval mode.
@@ -120,49 +288,32 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> P
         InputError: no model folder there. FormatError: config.json or a weights file is unreadable or does not
         match the encoder it describes.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from concerto3d.config import from_dict
 
-    folder = model_dir_of(path)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise InputError("expected a trained run (RUN/model/config.json from concerto3d train), found none",
-                         Path(path))
-    try:
-        meta = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise FormatError(f"expected a JSON model description, could not read it ({err})", config_path) from None
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise FormatError(f"expected a model folder description of format {MODEL_FORMAT}, got "
-                          f"{meta.get('format') if isinstance(meta, dict) else type(meta).__name__}", config_path)
+    folder, meta = _read_meta(path)
+    config_path = folder / CONFIG_NAME
 
     def build(name: str, cls, config_cls):
         if meta.get(name) is None:
             return None
         config = from_dict(config_cls, meta[name], where=str(config_path))
         if cls is ImageEncoder:
-            module = ImageEncoder(config, backbone=load_image_backbone(config.pretrained_path))
-        else:
-            module = cls(config)
-        weights = folder / f"{name}.safetensors"
-        if not weights.is_file():
-            raise FormatError(f"config.json describes a {name} but its weights are missing", weights)
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError) as err:
-            raise FormatError(f"cannot read the weights ({err})", weights) from None
-        try:
-            module.load_state_dict(state)
-        except RuntimeError as err:
-            raise FormatError(f"weights do not match the {name} in config.json ({str(err).splitlines()[0]})",
-                              weights) from None
-        return module
+            return ImageEncoder(config, backbone=load_image_backbone(config.pretrained_path))
+        return cls(config)
 
-    point_encoder = build("point_encoder", PointEncoder, PointEncoderConfig)
-    image_encoder = build("image_encoder", ImageEncoder, ImageEncoderConfig)
-    return PretrainedModel(point_encoder, image_encoder, meta, folder).to(device)
+    encoders = {"point_encoder": build("point_encoder", PointEncoder, PointEncoderConfig),
+                "image_encoder": build("image_encoder", ImageEncoder, ImageEncoderConfig)}
+    model = PretrainedModel(encoders["point_encoder"], encoders["image_encoder"], meta, folder)
+    if meta["format"] == 1:  # one weights file per encoder
+        for name, module in encoders.items():
+            if module is not None:
+                weights = folder / f"{name}.safetensors"
+                _load_state(module, _read_weights(weights, f"a {name}"), name, weights)
+    else:
+        weights = folder / WEIGHTS_NAME
+        described = " and ".join(name for name, module in encoders.items() if module is not None) or "no encoder"
+        _load_state(model, _read_weights(weights, described), described, weights)
+    return model.eval().to(device)
 
 
 def find_model_folder(path: str | os.PathLike | None) -> Path | None:
@@ -211,3 +362,45 @@ def load_image_encoder(path: str | os.PathLike, config: ImageEncoderConfig | Non
         config = dataclasses.replace(config, pretrained_path=str(Path(path).resolve()), freeze=True)
         encoder = ImageEncoder(config)
     return encoder.eval().requires_grad_(False)
+
+
+def image_encoder_digest(path: str | os.PathLike) -> str:
+    """sha256 of the files an image encoder is loaded from: the model folder of a concerto3d run (its
+    ``config.json`` and weights; not its checkpoints, logs or model card, which ``probe`` edits), or the whole
+    folder of a Hugging Face model. ``OUT/ablation.json``'s ``image_encoder_sha256`` and a model card's image
+    encoder digest."""
+    from concerto3d.data.digest import files_digest
+
+    own = find_model_folder(path)
+    return files_digest(own, skip=(CARD_NAME,)) if own is not None else files_digest(Path(path))
+
+
+def record_probe(path: str | os.PathLike, data: str | os.PathLike, summary: dict) -> bool:
+    """Put a probe's result in the model card of the model folder at ``path`` (its marked probe block only; the
+    rest of the card, edited or not, stays as it is), atomically.
+
+    Args:
+        path: the run or model folder probed.
+        data: the preprocessed dataset probed on (its :func:`~concerto3d.data.digest.data_digest` keys the row).
+        summary: ``run_probe``'s summary.
+    Returns:
+        True when the card was updated; False (and a log line saying why) when the folder has no card (format 1)
+        or its card no longer has exactly one probe block.
+    Raises:
+        OSError: the card cannot be read or written.
+    """
+    from concerto3d.data.digest import data_digest
+
+    card = model_dir_of(path) / CARD_NAME
+    if not card.is_file():
+        log.info("%s has no model card (a folder written before concerto3d wrote one): probe result not recorded",
+                 card.parent)
+        return False
+    row = probe_row(Path(data).resolve().name, data_digest(data), summary)
+    text = with_probe_result(card.read_text(encoding="utf-8"), row)
+    if text is None:
+        log.warning("%s has no single concerto3d probe block (removed or doubled by an edit): probe result not "
+                    "recorded there", card)
+        return False
+    atomic_write_text(card, text)
+    return True

@@ -285,6 +285,7 @@ def _train(cfg: TrainConfig, data_root, run_dir: Path, resume: bool, on_step_end
     from concerto3d.models.build import build_model
     from concerto3d.models.concerto import StepState
     from concerto3d.inference import load_image_backbone, save_model
+    from concerto3d.inference.model_folder import training_provenance
 
     run_dir = ensure_output_dir(run_dir, "run folder")  # unwritable: fail before data and model are built
     check_run_folder(run_dir, resume)  # someone else's files, or an earlier run's: before any work
@@ -299,6 +300,11 @@ def _train(cfg: TrainConfig, data_root, run_dir: Path, resume: bool, on_step_end
         dataset = SceneDataset(data_root, split=cfg.split, config=_data_config(cfg))
         _check_data(dataset, cfg, info)
         model = build_model(cfg, resolve_backbone=load_image_backbone).to(device)
+        # what the model folder's card says it was trained on (data and image encoder digests), taken before the
+        # first step: the files as they were read
+        provenance = (training_provenance(cfg, data_root, dataset.scenes,
+                                          getattr(model, "image_encoder", None) is not None)
+                      if info.is_main else None)
         if getattr(model, "frozen_image_target", False) and cfg.objective.frozen_feature_cache:
             _use_feature_cache(model.image_encoder, dataset, cfg, info)
         optimizer = build_optimizer(model, cfg.optim)
@@ -420,7 +426,8 @@ def _train(cfg: TrainConfig, data_root, run_dir: Path, resume: bool, on_step_end
         steps_done = step + 1 if cfg.steps > start_step else start_step
         model_dir = None
         if not interrupted and info.is_main:
-            model_dir = save_model(model, cfg, run_dir, weights=cfg.export_weights, steps=steps_done)
+            model_dir = save_model(model, cfg, run_dir, weights=cfg.export_weights, steps=steps_done,
+                                   training=provenance)
             logger.info("saved the trained encoders (%s) to %s", cfg.export_weights, model_dir)
         digest = state_digest(model)
         logger.info("rank %d: weights digest %s after %d steps", info.rank, digest, steps_done)

@@ -59,6 +59,16 @@ def test_tiny_joint_run_learns_without_collapse_and_saves_a_loadable_model(tiny_
     feats = model.embed(pts, colors=np.full((300, 3), 128, np.uint8))
     assert feats.shape == (300, 32) and feats.dtype == np.float32 and np.isfinite(feats).all()
 
+    # its model card says what it was trained on: the data's digest (over the one split list there is), the
+    # split and scene count, the steps and objective
+    from concerto3d.data.digest import data_digest
+
+    data = model.config["training"]["data"]
+    assert data["sha256"] == data_digest(tiny_data, ("train",)) and data["sha256_splits"] == ["train"]
+    assert data["split"] == "train" and data["scenes"] == 3 and data["name"] == tiny_data.name
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert data["sha256"] in card and "- steps: 40" in card and "objective: `joint`" in card
+
 
 def _interrupt_at(step_to_stop):
     def hook(step, metrics):

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from concerto3d.data.scene import SCENE_ARRAYS
+from concerto3d.data.digest import data_digest, files_digest
 from concerto3d.errors import InputError
 from concerto3d.evaluation.ablation.settings import AblationSettings
 from concerto3d.evaluation.metrics import json_safe
@@ -22,9 +22,6 @@ __all__ = ["training_digest", "data_digest", "files_digest", "image_encoder_dige
            "describe_image_encoder", "record_digests", "check_settings_file", "SETTINGS_FILE"]
 
 SETTINGS_FILE = "ablation.json"
-
-# the per-scene arrays whose bytes enter data_digest (small: a few MB a scene); the rest enter by size
-_DIGEST_ARRAYS = SCENE_ARRAYS
 
 
 def training_digest(settings: AblationSettings, data: Path | None = None) -> str:
@@ -37,49 +34,13 @@ def training_digest(settings: AblationSettings, data: Path | None = None) -> str
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
 
 
-def data_digest(data: Path) -> str:
-    """sha256 of a preprocessed dataset as the ablation sees it: the split lists, and for every scene they name
-    the bytes of its points, colours, normals and labels and the size of every other file (correspondences,
-    images).
-    ``meta.json`` is left out: it records absolute source paths, which move with the checkout."""
-    from concerto3d.data.scene import split_scenes
-
-    h = hashlib.sha256()
-    for split in ("train", "val"):
-        folders = split_scenes(data, split)
-        h.update(f"{split}:{','.join(f.name for f in folders)}\n".encode())
-        for folder in folders:
-            scene = folder.name
-            for path in sorted(folder.rglob("*")):
-                if not path.is_file() or path.name == "meta.json":
-                    continue
-                rel = path.relative_to(folder).as_posix()
-                if rel in _DIGEST_ARRAYS:
-                    h.update(f"{scene}/{rel}:".encode() + hashlib.sha256(path.read_bytes()).digest())
-                else:
-                    h.update(f"{scene}/{rel}:{path.stat().st_size}\n".encode())
-    return h.hexdigest()
-
-
-def files_digest(folder: Path) -> str:
-    """sha256 over the relative paths and bytes of every file under ``folder``."""
-    h = hashlib.sha256()
-    for path in sorted(Path(folder).rglob("*")):
-        if path.is_file():
-            h.update(path.relative_to(folder).as_posix().encode() + b"\0")
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 24), b""):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
 def image_encoder_digest(path: Path) -> str:
-    """sha256 of what ``--image-encoder PATH`` loads: the model folder of a concerto3d run (not its checkpoints or
-    logs), or the whole folder of a Hugging Face model."""
-    from concerto3d.inference import find_model_folder
+    """sha256 of what ``--image-encoder PATH`` loads: the model folder of a concerto3d run (not its checkpoints,
+    logs or model card), or the whole folder of a Hugging Face model
+    (:func:`concerto3d.inference.model_folder.image_encoder_digest`)."""
+    from concerto3d.inference.model_folder import image_encoder_digest as digest
 
-    own = find_model_folder(path)
-    return files_digest(own if own is not None else Path(path))
+    return digest(path)
 
 
 def describe_image_encoder(path: str, sha256: str | None, model: dict | None) -> str:

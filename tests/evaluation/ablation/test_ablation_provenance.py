@@ -31,6 +31,9 @@ def test_data_digest_follows_the_points_labels_and_files_not_the_folder_or_meta(
     copy = tmp_path / "copy"
     shutil.copytree(tiny_data, copy)
     (copy / "scene0001_00" / "meta.json").write_text("{}")
+    # a frozen image encoder's feature cache, which training writes into the scenes, is not data
+    (copy / "scene0001_00" / "image_features").mkdir(exist_ok=True)
+    np.save(copy / "scene0001_00" / "image_features" / ("0" * 16 + ".npy"), np.zeros((2, 2, 3, 4), np.float32))
     assert data_digest(copy) == digest
 
     def changed(edit) -> str:

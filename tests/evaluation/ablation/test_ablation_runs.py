@@ -118,9 +118,10 @@ def test_joint_target_2d_aligns_the_joint_row_with_the_2d_rows_frozen_image_enco
     assert joint.image_encoder.freeze
     assert joint.image_encoder.pretrained_path == str((out / "runs" / "2d-seed0").resolve())
     # the joint run's image encoder is the 2d row's, unchanged by the joint training (frozen)
-    trained_2d = load_file(str(out / "runs" / "2d-seed0" / "model" / "image_encoder.safetensors"))
-    in_joint = load_file(str(out / "runs" / "joint-seed0" / "model" / "image_encoder.safetensors"))
-    assert trained_2d.keys() == in_joint.keys()
+    trained_2d = load_file(str(out / "runs" / "2d-seed0" / "model" / "model.safetensors"))
+    in_joint = load_file(str(out / "runs" / "joint-seed0" / "model" / "model.safetensors"))
+    in_joint = {k: v for k, v in in_joint.items() if k.startswith("image_encoder.")}
+    assert trained_2d.keys() == in_joint.keys() and trained_2d
     assert all(torch.equal(trained_2d[k], in_joint[k]) for k in trained_2d)
     assert "--joint-target 2d" in (out / "results.md").read_text()
     losses = (out / "runs" / "joint-seed0" / "metrics.csv").read_text().splitlines()
@@ -174,8 +175,12 @@ def test_image_encoder_option_is_the_2d_row_and_the_joint_target_without_trainin
     seeds = [json.loads((two / "probes" / f"2d-seed{s}.json").read_text()) for s in (0, 1)]
     assert seeds[0]["miou"] == pytest.approx(probe["miou"]) and seeds[1]["head"]["seed"] == 1
 
+    # its model card edited (as probe does, or a person): the encoder is the same, the rerun goes on
+    card = encoder / "model" / "README.md"
+    card.write_text(card.read_text() + "\nMy notes.\n")
+    assert ablate_cli(argv) == 0
     # other weights in that folder: refused, not mixed with the rows built on the old ones
-    weights = encoder / "model" / "image_encoder.safetensors"
+    weights = encoder / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
     capsys.readouterr()
     assert ablate_cli(argv) == 2
