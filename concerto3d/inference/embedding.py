@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from concerto3d.errors import InputError
+from concerto3d.inference.model_folder import read_encoders, save_pretrained
 from concerto3d.models.image_encoder import ImageEncoder
 from concerto3d.models.point_encoder import PointEncoder
 
-__all__ = ["PretrainedModel", "spatial_tiles", "box_distance", "cloud_normals", "DEFAULT_TILE_POINTS",
+__all__ = ["PretrainedModel", "load_model", "spatial_tiles", "box_distance", "cloud_normals", "DEFAULT_TILE_POINTS",
            "DEFAULT_TILE_MARGIN", "NORMAL_RADIUS"]
 
 # embed: most points encoded at once, and the context margin of a tile (metres; the encoder groups within 0.4 m at
@@ -55,15 +56,12 @@ class PretrainedModel(nn.Module):
             path: ``RUN`` or ``RUN/model`` (or a copy of it anywhere).
             device: where the encoders go.
         """
-        from concerto3d.inference.model_folder import load_model
-
-        return load_model(path, device=device)
+        encoders, meta, folder = read_encoders(path)
+        return cls(encoders["point_encoder"], encoders["image_encoder"], meta, folder).eval().to(device)
 
     def save_pretrained(self, folder) -> Path:
         """Write this model as a format-2 model folder (``config.json``, ``model.safetensors``, ``README.md``) at
         ``folder``, a new folder (an existing one is refused): :func:`concerto3d.inference.save_pretrained`."""
-        from concerto3d.inference.model_folder import save_pretrained
-
         return save_pretrained(self, folder)
 
     @property
@@ -155,6 +153,21 @@ class PretrainedModel(nn.Module):
         out = self.point_encoder(torch.from_numpy(np.ascontiguousarray(coord)).to(device),
                                  torch.from_numpy(np.ascontiguousarray(feat)).to(device), None).point_feat
         return out.float().cpu().numpy()
+
+
+def load_model(path, device: str | torch.device = "cpu") -> PretrainedModel:
+    """Load the encoders of a trained run: ``PretrainedModel.from_pretrained(path, device)``.
+
+    Args:
+        path: the run folder (``RUN``, holding ``model/``) or the model folder itself, of format 2 or 1.
+        device: where the encoders go.
+    Returns:
+        a :class:`PretrainedModel` in eval mode.
+    Raises:
+        InputError: no model folder there. FormatError: config.json or a weights file is unreadable or does not
+        match the encoder it describes.
+    """
+    return PretrainedModel.from_pretrained(path, device=device)
 
 
 def box_distance(coord: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ It follows the layout people know from Hugging Face's ``PyTorchModelHubMixin`` (
     RUN/model/README.md          the model card (:mod:`concerto3d.inference.model_card`); ``concerto3d probe``
                                  fills in its marked probe block, nothing else
 
-The folder is self-contained: :func:`load_model` (or ``PretrainedModel.from_pretrained``) rebuilds the encoders
+The folder is self-contained: :func:`concerto3d.inference.load_model` (or ``PretrainedModel.from_pretrained``) rebuilds the encoders
 from ``config.json`` alone, without the training config, wherever the folder was copied. An image encoder that
 training loaded from a Hugging Face folder or a concerto3d run (``image_encoder.pretrained_path``) is stored with its
 architecture inlined (``backbone_config``, :meth:`ImageEncoder.rebuild_config`) and its weights in
@@ -55,14 +55,13 @@ from torch import nn
 
 from concerto3d.data.scene import DEFAULT_IMAGE_SIZE
 from concerto3d.errors import FormatError, InputError
-from concerto3d.inference.embedding import PretrainedModel
 from concerto3d.inference.model_card import model_card, probe_row, with_probe_result
 from concerto3d.io.atomic import atomic_folder, atomic_write_text
 from concerto3d.models.image_encoder import ImageEncoder, ImageEncoderConfig
 from concerto3d.models.point_encoder import PointEncoder, PointEncoderConfig
 
 __all__ = ["MODEL_FORMAT", "READABLE_FORMATS", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "save_model",
-           "save_pretrained", "load_model", "model_dir_of", "find_model_folder", "load_image_backbone",
+           "read_encoders", "save_pretrained", "model_dir_of", "find_model_folder", "load_image_backbone",
            "load_image_encoder", "training_provenance", "image_encoder_digest", "record_probe"]
 
 log = logging.getLogger(__name__)
@@ -100,6 +99,17 @@ def model_dir_of(path: str | os.PathLike) -> Path:
     return path if (path / CONFIG_NAME).is_file() and not (path / "model").is_dir() else path / "model"
 
 
+def _package_version() -> str | None:
+    """The installed concerto3d's version (None when run from a source tree that was never installed); read from
+    the distribution's metadata, as the package root sits above every layer."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("concerto3d")
+    except PackageNotFoundError:
+        return None
+
+
 def training_provenance(cfg, data_root: str | os.PathLike, scenes, image_encoder_used: bool) -> dict:
     """What a run trains on, for ``config.json``'s ``training`` entry and the model card: the data's folder name,
     split, scene count, digest (:func:`concerto3d.data.digest.data_digest` over the train and val lists that exist)
@@ -113,7 +123,6 @@ def training_provenance(cfg, data_root: str | os.PathLike, scenes, image_encoder
         scenes: the names of the scenes trained on.
         image_encoder_used: whether the objective has an image encoder (``pretrained_path`` matters then only).
     """
-    from concerto3d import __version__
     from concerto3d.data.digest import data_digest, present_splits
 
     data = Path(data_root)
@@ -129,7 +138,7 @@ def training_provenance(cfg, data_root: str | os.PathLike, scenes, image_encoder
         "image_encoder": image,
         "seed": cfg.seed,
         "batch_size": cfg.batch_size,
-        "concerto3d_version": __version__,
+        "concerto3d_version": _package_version(),
     }
 
 
@@ -276,14 +285,15 @@ def _load_state(module: nn.Module, state: dict, what: str, path: Path) -> None:
                           path) from None
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> PretrainedModel:
-    """Load the encoders of a trained run (``PretrainedModel.from_pretrained`` is the same).
+def read_encoders(path: str | os.PathLike) -> tuple[dict[str, nn.Module | None], dict, Path]:
+    """The encoders of a model folder, rebuilt from its ``config.json`` and loaded with its weights (in train mode,
+    on the CPU): what :func:`concerto3d.inference.load_model` wraps into a ``PretrainedModel``.
 
     Args:
         path: the run folder (``RUN``, holding ``model/``) or the model folder itself, of format 2 or 1.
-        device: where the encoders go.
     Returns:
-        a :class:`PretrainedModel` in eval mode.
+        ``({"point_encoder": module or None, "image_encoder": module or None}, meta, folder)``, ``meta`` being the
+        parsed ``config.json``.
     Raises:
         InputError: no model folder there. FormatError: config.json or a weights file is unreadable or does not
         match the encoder it describes.
@@ -303,17 +313,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> P
 
     encoders = {"point_encoder": build("point_encoder", PointEncoder, PointEncoderConfig),
                 "image_encoder": build("image_encoder", ImageEncoder, ImageEncoderConfig)}
-    model = PretrainedModel(encoders["point_encoder"], encoders["image_encoder"], meta, folder)
+    present = nn.ModuleDict({name: module for name, module in encoders.items() if module is not None})
     if meta["format"] == 1:  # one weights file per encoder
-        for name, module in encoders.items():
-            if module is not None:
-                weights = folder / f"{name}.safetensors"
-                _load_state(module, _read_weights(weights, f"a {name}"), name, weights)
-    else:
+        for name, module in present.items():
+            weights = folder / f"{name}.safetensors"
+            _load_state(module, _read_weights(weights, f"a {name}"), name, weights)
+    else:  # one state dict, keys "point_encoder.*" and "image_encoder.*", as the model's own
         weights = folder / WEIGHTS_NAME
-        described = " and ".join(name for name, module in encoders.items() if module is not None) or "no encoder"
-        _load_state(model, _read_weights(weights, described), described, weights)
-    return model.eval().to(device)
+        described = " and ".join(present.keys()) or "no encoder"
+        _load_state(present, _read_weights(weights, described), described, weights)
+    return encoders, meta, folder
 
 
 def find_model_folder(path: str | os.PathLike | None) -> Path | None:
@@ -339,10 +348,10 @@ def load_image_backbone(path: str | os.PathLike | None) -> nn.Module | None:
     folder = find_model_folder(path)
     if folder is None:
         return None
-    encoder = load_model(folder).image_encoder
+    encoder = read_encoders(folder)[0]["image_encoder"]
     if encoder is None:
         raise InputError("this concerto3d model has no image encoder (a 3d run?)", path)
-    return encoder.backbone
+    return encoder.eval().backbone
 
 
 def load_image_encoder(path: str | os.PathLike, config: ImageEncoderConfig | None = None) -> ImageEncoder:
@@ -354,7 +363,7 @@ def load_image_encoder(path: str | os.PathLike, config: ImageEncoderConfig | Non
         the encoder in eval mode without gradients.
     """
     if find_model_folder(path) is not None:
-        encoder = load_model(path).image_encoder
+        encoder = read_encoders(path)[0]["image_encoder"]
         if encoder is None:
             raise InputError("expected a model with an image encoder (a 2d run)", path)
     else:
