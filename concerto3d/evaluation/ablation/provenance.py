@@ -16,6 +16,7 @@ from concerto3d.data.digest import data_digest, files_digest
 from concerto3d.errors import InputError
 from concerto3d.evaluation.ablation.settings import AblationSettings
 from concerto3d.evaluation.metrics import json_safe
+from concerto3d.inference.model_folder import find_model_folder, image_encoder_digest
 from concerto3d.io.atomic import atomic_write_json
 
 __all__ = ["training_digest", "data_digest", "files_digest", "image_encoder_digest", "image_encoder_summary",
@@ -32,15 +33,6 @@ def training_digest(settings: AblationSettings, data: Path | None = None) -> str
 
     cfg = to_dict(settings.train_config("joint", 0, data=data))
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
-
-
-def image_encoder_digest(path: Path) -> str:
-    """sha256 of what ``--image-encoder PATH`` loads: the model folder of a concerto3d run (not its checkpoints,
-    logs or model card), or the whole folder of a Hugging Face model
-    (:func:`concerto3d.inference.model_folder.image_encoder_digest`)."""
-    from concerto3d.inference.model_folder import image_encoder_digest as digest
-
-    return digest(path)
 
 
 def describe_image_encoder(path: str, sha256: str | None, model: dict | None) -> str:
@@ -67,19 +59,11 @@ def describe_image_encoder(path: str, sha256: str | None, model: dict | None) ->
 
 
 def image_encoder_summary(path: Path, sha256: str | None) -> str:
-    """:func:`describe_image_encoder` of the folder at ``path`` (reads its model description, if any)."""
-    from concerto3d.inference import find_model_folder
-
+    """:func:`describe_image_encoder` of the folder at ``path``, which ``run_ablation`` has already loaded (so its
+    model description, if it is a concerto3d one, is readable)."""
     own = find_model_folder(path)
-    model = None
-    if own is not None:
-        try:
-            model = json.loads((own / "config.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            model = {}
-        if not isinstance(model, dict):
-            model = {}
-    return describe_image_encoder(str(path), sha256, model)
+    return describe_image_encoder(str(path), sha256,
+                                  None if own is None else json.loads((own / "config.json").read_text()))
 
 
 def record_digests(settings: AblationSettings, data: Path) -> None:
