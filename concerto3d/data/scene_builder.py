@@ -101,9 +101,8 @@ def points_from_mesh(mesh: MeshInput, voxel: float) -> ScenePoints:
         if arr is not None and len(arr) != n:
             raise ValueError(f"mesh {name}: expected {n} rows (one per vertex), got {len(arr)}")
     keep = voxel_representatives(v, voxel)
-    normals, valid = mesh_vertex_normals(v, mesh.faces)
-    normal = normals[keep]
-    bad = ~valid[keep]
+    normal, valid = mesh_vertex_normals(v, mesh.faces, at=keep)  # summed over all faces, normalised where kept
+    bad = ~valid
     if bad.any():
         estimated = estimate_normals(v[keep], radius=4 * voxel)
         normal[bad] = estimated[bad]

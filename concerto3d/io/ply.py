@@ -148,6 +148,8 @@ def _vertex_colors(vertex) -> np.ndarray | None:
 
 def _colors_to_uint8(values: np.ndarray) -> np.ndarray:
     """Colours stored as integers 0..255 or floats 0..1 -> (N, 3) uint8 (a NaN channel reads as 0)."""
+    if values.dtype == np.uint8:  # ScanNet's uchar colours: nothing to convert
+        return np.ascontiguousarray(values)
     is_float = np.issubdtype(values.dtype, np.floating)
     values = np.nan_to_num(values.astype(np.float64), nan=0.0)
     if is_float and (values.size == 0 or values.max() <= 1.0):
