@@ -219,9 +219,8 @@ def test_mesh_vertex_normals_match_the_float64_reference():
         assert (not valid.all()) == some_invalid
         assert np.abs(normals - ref).max() < 1e-5
         assert np.all(normals[~valid] == 0)
-        # float64 vertices are computed in float64
         normals64, _ = mesh_vertex_normals(vertices.astype(np.float64), faces)
-        assert np.abs(normals64 - ref).max() < 1e-6
+        assert np.abs(normals64 - ref).max() < 1e-6 and normals.flags.c_contiguous
         # only some vertices: the same rows
         at = np.sort(rng.choice(len(vertices), len(vertices) // 3, replace=False))
         normals_at, valid_at = mesh_vertex_normals(vertices, faces, at=at)
