@@ -219,3 +219,26 @@ def test_find_correspondences_matches_the_slow_reference(seed):
     fast = find_correspondences(coord, depth, pose, Kr, (30, 40))
     assert np.array_equal(fast, _reference_correspondences(coord, depth, pose, Kr))
     assert len(fast) > 5  # not a vacuous comparison
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_find_correspondences_equals_project_points_and_the_depth_test(seed):
+    """The staged arithmetic of find_correspondences (z, then the row, then the column, each on the points still in
+    the running) gives exactly the rows of project_points' all-points arithmetic plus the depth test."""
+    rng = np.random.default_rng(seed)
+    pose = look_at(rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3) + [0, 0, 3], up=rng.normal(size=3))
+    K = intrinsics(64, 48, fov_x_deg=rng.uniform(40, 100))
+    K[0, 1] = rng.uniform(-2, 2)  # a skewed camera: the column depends on y too
+    cam = rng.uniform(-1, 1, (20000, 3)) * [4, 4, 6]
+    coord = np.asfortranarray(cam @ pose[:3, :3].T + pose[:3, 3])
+    uv, z, inside = project_points(coord, pose, K, (48, 64))
+    depth = np.zeros((48, 64), np.float32)
+    hit = np.flatnonzero(inside)
+    depth[uv[hit, 1], uv[hit, 0]] = z[hit] + rng.uniform(-0.1, 0.1, len(hit))  # some pass the test, some do not
+    depth[rng.random((48, 64)) < 0.1] = 0
+    z_depth = depth[uv[hit, 1], uv[hit, 0]].astype(np.float64)
+    ok = (z_depth > 0) & (np.abs(z[hit] - z_depth) <= 0.05 + 0.02 * z_depth)
+    expected = np.stack([uv[hit[ok], 0], uv[hit[ok], 1], hit[ok]], axis=1)
+    got = find_correspondences(coord, depth, pose, K, (48, 64))
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    assert len(got) > 100
