@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from concerto3d.data.correspondence import (
-    depth_lookup, find_correspondences, resample_depth, scale_intrinsics_to_size,
+    depth_lookup, find_correspondences, point_cells, resample_depth, scale_intrinsics_to_size,
 )
 from concerto3d.data.fusion import VoxelFusion, estimate_normals, mesh_vertex_normals, voxel_representatives
 from concerto3d.data.preprocess_options import PreprocessOptions
@@ -101,9 +101,8 @@ def points_from_mesh(mesh: MeshInput, voxel: float) -> ScenePoints:
         if arr is not None and len(arr) != n:
             raise ValueError(f"mesh {name}: expected {n} rows (one per vertex), got {len(arr)}")
     keep = voxel_representatives(v, voxel)
-    normals, valid = mesh_vertex_normals(v, mesh.faces)
-    normal = normals[keep]
-    bad = ~valid[keep]
+    normal, valid = mesh_vertex_normals(v, mesh.faces, at=keep)  # summed over all faces, normalised where kept
+    bad = ~valid
     if bad.any():
         estimated = estimate_normals(v[keep], radius=4 * voxel)
         normal[bad] = estimated[bad]
@@ -253,11 +252,12 @@ def _write_correspondences(path: Path, points: ScenePoints, writer: _FrameWriter
     # float64 once, not per frame; column-major, so that each coordinate is a contiguous column (world_to_camera's
     # per-row products then read contiguous memory: same numbers, 1.4x faster than strided columns)
     coord = np.asfortranarray(points.coord, dtype=np.float64)
+    cells = point_cells(coord)  # a frame projects only the points of the half-metre cubes it may see
 
     def frames():
         for k, depth in enumerate(writer.depths()):
             corr = find_correspondences(coord, depth, writer.poses[k], writer.intrinsics[k],
-                                        options.image_size, options.abs_tol, options.rel_tol)
+                                        options.image_size, options.abs_tol, options.rel_tol, cells=cells)
             stats.corr_per_frame.append(len(corr))
             yield k, corr
 

@@ -46,7 +46,7 @@ def find_scenes(scans: str | os.PathLike, source: str = "auto", rgbd_preset: str
         InputError: ``scans`` is not a folder, nothing usable is found, two scenes share a name, or a scene's
             name has a space.
     """
-    from concerto3d.io import pointcept, rgbd_folder, scannet
+    from concerto3d.io import rgbd_folder, scannet  # pointcept's reader only when it is needed (3 ms of imports)
 
     root = Path(scans)
     if source not in SOURCES:
@@ -58,9 +58,12 @@ def find_scenes(scans: str | os.PathLike, source: str = "auto", rgbd_preset: str
     if source in ("auto", "scannet"):
         dirs = [Path(d) for d in scannet.find_scannet_scenes(root)]
         jobs = [SceneJob(d.name, "scannet", str(d.resolve())) for d in dirs]
-    if not jobs and (source == "pointcept" or (source == "auto" and pointcept.looks_like_pointcept(root))):
-        jobs = [SceneJob(s.name, "pointcept", str(root.resolve()), split=s.split)
-                for s in pointcept.find_pointcept_scenes(root)]
+    if not jobs and source in ("auto", "pointcept"):
+        from concerto3d.io import pointcept
+
+        if source == "pointcept" or pointcept.looks_like_pointcept(root):
+            jobs = [SceneJob(s.name, "pointcept", str(root.resolve()), split=s.split)
+                    for s in pointcept.find_pointcept_scenes(root)]
     if not jobs and source in ("auto", "rgbd"):
         if rgbd_folder.looks_like_rgbd_folder(root, preset=rgbd_preset):
             dirs = [root]

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from concerto3d.data.correspondence import (
-    depth_lookup, find_correspondences, pixel_to_patch, project_points, resample_depth, scale_intrinsics_to_size,
+    cells_in_view, depth_lookup, find_correspondences, pixel_to_patch, point_cells, project_points, resample_depth,
+    scale_intrinsics_to_size,
 )
 from rgbd_scenes import Occluder, color_of, intrinsics, look_at, render
 
@@ -219,3 +220,71 @@ def test_find_correspondences_matches_the_slow_reference(seed):
     fast = find_correspondences(coord, depth, pose, Kr, (30, 40))
     assert np.array_equal(fast, _reference_correspondences(coord, depth, pose, Kr))
     assert len(fast) > 5  # not a vacuous comparison
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_find_correspondences_equals_project_points_and_the_depth_test(seed):
+    """The staged arithmetic of find_correspondences (z, then the row, then the column, each on the points still in
+    the running) gives exactly the rows of project_points' all-points arithmetic plus the depth test."""
+    rng = np.random.default_rng(seed)
+    pose = look_at(rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3) + [0, 0, 3], up=rng.normal(size=3))
+    K = intrinsics(64, 48, fov_x_deg=rng.uniform(40, 100))
+    K[0, 1] = rng.uniform(-2, 2)  # a skewed camera: the column depends on y too
+    cam = rng.uniform(-1, 1, (20000, 3)) * [4, 4, 6]
+    coord = np.asfortranarray(cam @ pose[:3, :3].T + pose[:3, 3])
+    uv, z, inside = project_points(coord, pose, K, (48, 64))
+    depth = np.zeros((48, 64), np.float32)
+    hit = np.flatnonzero(inside)
+    depth[uv[hit, 1], uv[hit, 0]] = z[hit] + rng.uniform(-0.1, 0.1, len(hit))  # some pass the test, some do not
+    depth[rng.random((48, 64)) < 0.1] = 0
+    z_depth = depth[uv[hit, 1], uv[hit, 0]].astype(np.float64)
+    ok = (z_depth > 0) & (np.abs(z[hit] - z_depth) <= 0.05 + 0.02 * z_depth)
+    expected = np.stack([uv[hit[ok], 0], uv[hit[ok], 1], hit[ok]], axis=1)
+    got = find_correspondences(coord, depth, pose, K, (48, 64))
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    assert len(got) > 100
+
+
+def _room_cloud_and_cameras(rng, n=30000, frames=6):
+    """Points on the walls of a 6 x 4 x 3 m room and cameras inside it looking about (some tilted, one skewed)."""
+    lo, hi = np.array([0.0, 0.0, 0.0]), np.array([6.0, 4.0, 3.0])
+    points = rng.uniform(lo, hi, (n, 3))
+    wall = rng.integers(0, 6, n)
+    points[np.arange(n), wall % 3] = np.where(wall < 3, lo[wall % 3], hi[wall % 3])
+    cameras = []
+    for i in range(frames):
+        eye = rng.uniform([1, 1, 0.5], [5, 3, 2.5])
+        pose = look_at(eye, eye + rng.normal(size=3) * [1, 1, 0.3], up=(0, 0, 1))
+        K = intrinsics(64, 48, fov_x_deg=rng.uniform(50, 100))
+        if i == 0:
+            K[0, 1] = 3.0
+        cameras.append((pose, K))
+    return points, cameras
+
+
+@pytest.mark.parametrize("size, max_cells", [(0.5, 4096), (0.1, 4096), (2.0, 4096), (0.5, 6)])
+def test_cells_never_drop_a_point_that_projects_into_the_image(size, max_cells):
+    rng = np.random.default_rng(11)
+    points, cameras = _room_cloud_and_cameras(rng)
+    cells = point_cells(points, size=size, max_cells=max_cells)
+    assert len(cells.centres) <= max_cells and cells.cell.max() < len(cells.centres)
+    dropped = 0
+    for pose, K in cameras:
+        seen = cells_in_view(cells, pose, K, (48, 64))
+        _, _, inside = project_points(points, pose, K, (48, 64))
+        assert seen[cells.cell[inside]].all()
+        dropped += (~seen[cells.cell]).mean()
+        depth = np.full((48, 64), 3.0, np.float32)
+        depth[::3] = 0
+        plain = find_correspondences(points, depth, pose, K, (48, 64), abs_tol=2.0, rel_tol=0.5)
+        culled = find_correspondences(points, depth, pose, K, (48, 64), abs_tol=2.0, rel_tol=0.5, cells=cells)
+        assert len(plain) > 50 and np.array_equal(plain, culled)
+    if size <= 0.5 and max_cells > 6:
+        assert dropped / len(cameras) > 0.3  # the cull does cut work
+
+
+def test_cells_of_other_points_are_refused():
+    cells = point_cells(np.zeros((5, 3)))
+    assert len(cells.centres) == 1
+    with pytest.raises(ValueError, match="cells"):
+        find_correspondences(np.zeros((4, 3)), np.zeros(SIZE), np.eye(4), K, SIZE, cells=cells)

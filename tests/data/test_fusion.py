@@ -143,3 +143,93 @@ def test_voxel_representatives_match_a_dictionary_reference():
         if key not in best or d < best[key][0]:
             best[key] = (d, i)
     assert voxel_representatives(points, voxel).tolist() == sorted(i for _, i in best.values())
+
+
+# -- the fast paths against the plain references they replaced --------------------------------------------------
+def _lexsort_voxel_representatives(coord: np.ndarray, voxel: float) -> np.ndarray:
+    """The earlier voxel_representatives: one lexsort of the points by (voxel, distance to its centre, index)."""
+    coord = np.asarray(coord, dtype=np.float64)
+    keys = np.floor(coord / voxel).astype(np.int64)
+    dist = np.sum((coord - (keys + 0.5) * voxel) ** 2, axis=1)
+    off = keys + (1 << 20)
+    packed = (off[:, 0] << 42) | (off[:, 1] << 21) | off[:, 2]
+    order = np.lexsort((np.arange(len(coord)), dist, packed))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = packed[order[1:]] != packed[order[:-1]]
+    return np.sort(order[first])
+
+
+def _float64_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The earlier mesh_vertex_normals: (F, 3) float64 face normals, repeated onto the corners, one bincount an axis."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    face_normal = np.cross(b - a, c - a)
+    acc = np.zeros_like(vertices)
+    for axis in range(3):
+        acc[:, axis] = np.bincount(faces.reshape(-1), weights=np.repeat(face_normal[:, axis], 3),
+                                   minlength=len(vertices))
+    norm = np.linalg.norm(acc, axis=1)
+    valid = norm > 1e-12
+    normals = np.zeros_like(acc)
+    normals[valid] = acc[valid] / norm[valid, None]
+    return normals.astype(np.float32), valid
+
+
+def _bumpy_scan_mesh(rng, step=0.02, size=(120, 90), offset=(3.0, -2.0, 1.0)):
+    """A height field at scan resolution (jittered 2 cm grid, away from the origin) with some vertices in no face,
+    duplicated vertices (zero-area faces) and shuffled vertex order: float32 vertices, int32 faces."""
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w] * step
+    zz = 0.05 * np.sin(xx * 7) * np.cos(yy * 5) + rng.normal(0, 0.002, xx.shape)
+    v = np.stack([xx, yy, zz], axis=-1).reshape(-1, 3) + rng.normal(0, 0.003, (h * w, 3)) + offset
+    idx = np.arange(h * w).reshape(h, w)
+    quads = np.stack([idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]], axis=-1).reshape(-1, 4)
+    faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
+    faces = faces[rng.random(len(faces)) > 0.02]             # holes; some vertices end up in no face
+    faces[:50, 2] = faces[:50, 1]                            # degenerate faces
+    perm = rng.permutation(len(v))                           # vertex order of a real file, not the grid's
+    inverse = np.argsort(perm)
+    return v[perm].astype(np.float32), inverse[faces].astype(np.int32)
+
+
+def test_voxel_representatives_equal_the_lexsort_reference():
+    rng = np.random.default_rng(5)
+    clouds = [
+        (rng.uniform(-2, 3, (20000, 3)).astype(np.float32), 0.05),
+        (np.round(rng.uniform(-1, 1, (5000, 3)), 2), 0.1),          # exact ties on voxel faces and distances
+        (_bumpy_scan_mesh(rng)[0], 0.02),
+        (grid_box_mesh(ROOM_LO, ROOM_HI, 0.02, inward=True)[0], 0.02),
+        (rng.uniform(0, 1, (1, 3)), 0.5),
+    ]
+    for coord, voxel in clouds:
+        got = voxel_representatives(coord, voxel)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, _lexsort_voxel_representatives(coord, voxel))
+
+
+def test_mesh_vertex_normals_match_the_float64_reference():
+    rng = np.random.default_rng(6)
+    bumpy = _bumpy_scan_mesh(rng)  # has vertices in no face or only in degenerate ones
+    room = grid_box_mesh(ROOM_LO, ROOM_HI, 0.05, inward=True)
+    for (vertices, faces), some_invalid in [(bumpy, True), (room, False)]:
+        vertices, faces = np.asarray(vertices, np.float32), np.asarray(faces)
+        ref, ref_valid = _float64_vertex_normals(vertices, faces)
+        normals, valid = mesh_vertex_normals(vertices, faces)
+        assert normals.dtype == np.float32 and np.array_equal(valid, ref_valid)
+        assert (not valid.all()) == some_invalid
+        assert np.abs(normals - ref).max() < 1e-5
+        assert np.all(normals[~valid] == 0)
+        normals64, _ = mesh_vertex_normals(vertices.astype(np.float64), faces)
+        assert np.abs(normals64 - ref).max() < 1e-6 and normals.flags.c_contiguous
+        # only some vertices: the same rows
+        at = np.sort(rng.choice(len(vertices), len(vertices) // 3, replace=False))
+        normals_at, valid_at = mesh_vertex_normals(vertices, faces, at=at)
+        assert np.array_equal(normals_at, normals[at]) and np.array_equal(valid_at, valid[at])
+
+
+def test_mesh_vertex_normals_without_faces_and_bad_faces():
+    vertices = np.zeros((4, 3), np.float32)
+    normals, valid = mesh_vertex_normals(vertices, np.zeros((0, 3), np.int32), at=np.array([1, 2]))
+    assert normals.shape == (2, 3) and not valid.any()
+    with pytest.raises(ValueError, match="vertex indices"):
+        mesh_vertex_normals(vertices, np.array([[0, 1, 4]]))

@@ -28,6 +28,7 @@ def test_mesh_round_trip_and_scannet_header(tmp_path):
     np.testing.assert_array_equal(back.vertices, mesh.vertices)
     np.testing.assert_array_equal(back.colors, mesh.colors)
     np.testing.assert_array_equal(back.faces, mesh.faces)
+    assert back.faces.dtype == np.int32 and back.faces.flags.c_contiguous and back.colors.dtype == np.uint8
 
 
 def test_labels_round_trip(tmp_path):
@@ -41,6 +42,18 @@ def test_labels_round_trip(tmp_path):
     np.testing.assert_array_equal(read_mesh_ply(path).faces, mesh.faces)
     with pytest.raises(ValueError, match="nyu40"):
         write_labels_ply(path, mesh, np.array([1, 2, 3]))
+
+
+@pytest.mark.parametrize("bad", [4, -1, 2**31 - 1])
+def test_face_indices_outside_the_vertices_name_the_file(tmp_path, bad):
+    path = tmp_path / "bad.ply"
+    write_mesh_ply(path, tiny_mesh())
+    data = bytearray(path.read_bytes())
+    last_face = len(data) - 12  # the last triangle's three int32 indices end the file
+    data[last_face:last_face + 4] = np.int32(bad).tobytes()
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="face indices .* outside 0..3"):
+        read_mesh_ply(path)
 
 
 def test_mesh_checks_its_arrays():
