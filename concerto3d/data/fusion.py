@@ -33,11 +33,17 @@ def voxel_keys(coord: np.ndarray, voxel: float) -> np.ndarray:
     return np.floor(np.asarray(coord, dtype=np.float64) / voxel).astype(np.int64)
 
 
-def _pack_keys(keys: np.ndarray) -> np.ndarray:
-    """(N, 3) int64 voxel keys -> (N,) int64 with the same order and equality (21 bits per axis, ±10 km at 1 cm)."""
+def _offset_keys(keys: np.ndarray) -> np.ndarray:
+    """int64 voxel keys of one or more axes shifted to 0..2**21 - 1, the 21 bits each axis has in a packed key."""
     off = keys + (1 << 20)
     if off.size and (off.min() < 0 or off.max() >= (1 << 21)):
         raise ValueError("voxel keys out of range: the scene spans more than 2**20 voxels on one axis")
+    return off
+
+
+def _pack_keys(keys: np.ndarray) -> np.ndarray:
+    """(N, 3) int64 voxel keys -> (N,) int64 with the same order and equality (21 bits per axis, ±10 km at 1 cm)."""
+    off = _offset_keys(keys)
     return (off[:, 0] << 42) | (off[:, 1] << 21) | off[:, 2]
 
 
@@ -65,11 +71,8 @@ def voxel_representatives(coord: np.ndarray, voxel: float) -> np.ndarray:
         key = np.floor(x / voxel).astype(np.int64)
         offset = x - (key + 0.5) * voxel
         dist += offset * offset
-        key += 1 << 20
-        if key.min() < 0 or key.max() >= (1 << 21):
-            raise ValueError("voxel keys out of range: the scene spans more than 2**20 voxels on one axis")
         packed <<= 21
-        packed |= key
+        packed |= _offset_keys(key)
     # group by voxel (one sort of the keys; a mesh's vertex order is spatially coherent, which the stable sort
     # exploits), then per voxel the smallest distance and, among its points at that distance, the smallest index:
     # the choice of a lexsort by (voxel, distance, index), 3x cheaper
