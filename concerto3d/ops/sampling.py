@@ -112,33 +112,51 @@ def _kdline_position(cloud: np.ndarray, h: int, target: int = 0) -> int:
     split the widest bounding-box dimension at the float32 mean with a Hoare partition, down to depth ``h``) along
     the one branch that holds ``target``. The caller checks the first sample and falls back to an exact FPS if a
     different fpsample does something else.
+
+    Only the branch's segment is kept, in the build's order: a level's mean is a sequential float32 sum, so the
+    order of the points matters, and the next level needs only the half that holds ``target``.
     """
-    pts = np.array(cloud.T, dtype=np.float32, order="C")  # (3, n), a copy: each coordinate contiguous, partitioned
-    left, right, where = 0, cloud.shape[0], int(target)  # in place as the build does; only target's branch matters
-    for _ in range(h):
-        count = right - left
+    seg = np.array(cloud.T, dtype=np.float32, order="C")  # (3, n): each coordinate contiguous
+    left, where = 0, int(target)  # seg is the build's points[left:left + seg.shape[1]]; target is seg[:, where]
+    for level in range(h):
+        count = seg.shape[1]
         if count == 1:
             break
-        seg = pts[:, left:right]
-        dim = int(np.argmax(seg.max(axis=1) - seg.min(axis=1)))  # the first dimension of largest span, as quickfps
-        vals = seg[dim]
-        split = np.float32(np.cumsum(vals, dtype=np.float32)[-1]) / np.float32(count)  # sequential float32 sum
-        ge = vals >= split
-        from_left = np.flatnonzero(ge)  # where the left scan stops
-        from_right = np.flatnonzero(~ge)[::-1]  # where the right scan stops
-        k = min(from_left.size, from_right.size)
-        swaps = int(np.count_nonzero(from_left[:k] < from_right[:k]))
-        a, b = from_left[:swaps] + left, from_right[:swaps] + left
-        pts[:, a], pts[:, b] = pts[:, b], pts[:, a]  # fancy indexing copies: both sides read before writing
-        moved = np.flatnonzero(a == where)
-        if moved.size:
-            where = int(b[moved[0]])
+        span = _max(seg, axis=1)
+        span -= _min(seg, axis=1)
+        vals = seg[int(span.argmax())]  # the first dimension of largest span, as quickfps
+        ge = vals >= _accumulate(vals)[-1] / np.float32(count)  # the mean, from a sequential float32 sum
+        n_lt = count - int(np.count_nonzero(ge))  # the partition puts these first
+        if n_lt == 0 or n_lt == count:  # nothing moves, and quickfps splits off one point
+            n_left = 1 if n_lt == 0 else count - 1
+            if where < n_left:
+                seg = seg[:, :n_left]
+            else:
+                seg, left, where = seg[:, n_left:], left + n_left, where - n_left
+            continue
+        # The Hoare partition swaps the i-th point >= the mean from the left with the i-th point < it from the right.
+        from_left = ge[:n_lt].nonzero()[0]  # ascending
+        to_left = (~ge[n_lt:]).nonzero()[0]  # ascending, counted from n_lt: from_left[i] pairs with to_left[-1 - i]
+        if where < n_lt:
+            if ge[where]:
+                where = n_lt + int(to_left[to_left.size - 1 - from_left.searchsorted(where)])
+        elif not ge[where]:
+            where = int(from_left[from_left.size - 1 - to_left.searchsorted(where - n_lt)])
+        if level == h - 1:
+            break
+        if where < n_lt:  # keep the half that holds target, in the partitioned order
+            order = np.arange(n_lt)
+            order[from_left] = to_left[::-1] + n_lt
         else:
-            moved = np.flatnonzero(b == where)
-            where = int(a[moved[0]]) if moved.size else where
-        n_left = min(max(count - from_left.size, 1), count - 1)
-        left, right = (left, left + n_left) if where < left + n_left else (left + n_left, right)
-    return where
+            order = np.arange(n_lt, count)
+            order[to_left] = from_left[::-1]
+            left, where = left + n_lt, where - n_lt
+        seg = seg.take(order, axis=1)
+    return left + where
+
+
+# the replay's reductions, bound once: the ufunc methods skip ndarray.max's Python layer
+_max, _min, _accumulate = np.maximum.reduce, np.minimum.reduce, np.add.accumulate
 
 
 def _fps_fpsample(pos: Tensor, batch: Tensor | None, ratio: float) -> Tensor:
