@@ -160,8 +160,10 @@ _max, _min, _accumulate = np.maximum.reduce, np.minimum.reduce, np.add.accumulat
 
 
 def _fps_fpsample(pos: Tensor, batch: Tensor | None, ratio: float) -> Tensor:
+    """:func:`fps` on a CPU ``pos`` that is float32 and contiguous."""
     import fpsample  # imported here: only the CPU path needs it
 
+    points = pos.numpy()
     out = []
     for start, end in _cloud_slices(batch, pos.size(0)):
         n = end - start
@@ -169,15 +171,25 @@ def _fps_fpsample(pos: Tensor, batch: Tensor | None, ratio: float) -> Tensor:
         if m == 1:
             idx = np.zeros(1, dtype=np.int64)
         else:
-            cloud = np.ascontiguousarray(pos[start:end].detach().cpu().numpy(), dtype=np.float32)
+            cloud = points[start:end]  # rows of a C-contiguous array: contiguous, no copy
             h = _bucket_height(n)
-            idx = np.asarray(fpsample.bucket_fps_kdline_sampling(cloud, m, h=h, start_idx=_start_index(cloud, h)),
-                             dtype=np.int64)
+            idx = _as_int64(fpsample.bucket_fps_kdline_sampling(cloud, m, h=h, start_idx=_start_index(cloud, h)))
             if idx[0] != 0:  # an fpsample whose tree build differs from the replay: exact but slower FPS
                 _warn_fallback()
-                idx = np.asarray(fpsample.fps_sampling(cloud, m, start_idx=0), dtype=np.int64)
-        out.append(torch.from_numpy(idx) + start)
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+                idx = _as_int64(fpsample.fps_sampling(cloud, m, start_idx=0))
+        if start:
+            idx += start
+        out.append(idx)
+    if len(out) == 1:
+        return torch.from_numpy(out[0])
+    return torch.from_numpy(np.concatenate(out)) if out else torch.empty(0, dtype=torch.long)
+
+
+def _as_int64(idx: np.ndarray) -> np.ndarray:
+    """fpsample's indices (uint64, below 2**63) as a writable int64 array, without a copy where it can."""
+    if idx.dtype == np.uint64 and idx.flags.writeable and idx.flags.c_contiguous:
+        return idx.view(np.int64)
+    return np.array(idx, dtype=np.int64)
 
 
 _START_IS_REORDERED: bool | None = None
@@ -253,6 +265,7 @@ def fps(pos: Tensor, batch: Tensor | None, ratio: float) -> Tensor:
         >>> coord_down, batch_down = coord[idx], batch[idx]
     """
     _check(pos, batch, ratio)
-    # one copy of the whole batch to the host (a no-op on CPU), not one per cloud
-    idx = _fps_fpsample(pos.detach().cpu(), None if batch is None else batch.cpu(), ratio)
+    # one copy of the whole batch to the host as float32 (a no-op for a contiguous float32 CPU pos), not one per cloud
+    points = pos.detach().to(device="cpu", dtype=torch.float32).contiguous()
+    idx = _fps_fpsample(points, None if batch is None else batch.cpu(), ratio)
     return idx.to(pos.device)

@@ -111,6 +111,37 @@ def test_fps_on_degenerate_clouds_is_fpsample_started_at_the_first_point(name):
     assert got.tolist() == expected.tolist()
 
 
+def test_fps_batch_of_float64_strided_clouds_equals_float32_calls_one_cloud_at_a_time():
+    g = torch.Generator().manual_seed(11)
+    sizes = [1, 400, 2, 900, 37]
+    wide = torch.rand(sum(sizes), 5, dtype=torch.float64, generator=g)
+    pos = wide[:, 1:4]  # float64 and not contiguous: converted once for the whole batch
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    got = ops.fps(pos, batch, 0.3)
+    expected, start = [], 0
+    for n in sizes:
+        one = ops.fps(pos[start:start + n].to(torch.float32).contiguous(), None, 0.3)
+        expected.append(one + start)
+        start += n
+    assert torch.equal(got, torch.cat(expected))
+    assert torch.equal(got, ops.fps_reference(pos.float(), batch, 0.3))
+    got += 1  # the result is the caller's: writable, and sharing nothing with a later call
+    assert torch.equal(ops.fps(pos, batch, 0.3), torch.cat(expected))
+
+
+def test_fps_falls_back_to_exact_fps_when_fpsample_does_not_start_at_the_first_point(monkeypatch, caplog):
+    pytest.importorskip("fpsample")
+    pos = torch.rand(500, 3, generator=torch.Generator().manual_seed(12))
+    sampling._start_index(pos.numpy(), 3)
+    monkeypatch.setattr(sampling, "_START_IS_REORDERED", True)
+    replay = sampling._kdline_position
+    monkeypatch.setattr(sampling, "_kdline_position", lambda cloud, h, target=0: replay(cloud, h, 1))  # row 1
+    with caplog.at_level("WARNING"):
+        got = ops.fps(pos, None, 0.1)
+    assert "did not start" in caplog.text
+    assert torch.equal(got, ops.fps_reference(pos, None, 0.1))
+
+
 def test_fps_equals_reference_on_an_indoor_like_batch():
     rng = np.random.default_rng(0)
     pos = torch.from_numpy(rng.random((3000, 3)).astype(np.float32) * [4, 4, 0.01])
