@@ -112,38 +112,58 @@ def _kdline_position(cloud: np.ndarray, h: int, target: int = 0) -> int:
     split the widest bounding-box dimension at the float32 mean with a Hoare partition, down to depth ``h``) along
     the one branch that holds ``target``. The caller checks the first sample and falls back to an exact FPS if a
     different fpsample does something else.
+
+    Only the branch's segment is kept, in the build's order: a level's mean is a sequential float32 sum, so the
+    order of the points matters, and the next level needs only the half that holds ``target``.
     """
-    pts = np.array(cloud.T, dtype=np.float32, order="C")  # (3, n), a copy: each coordinate contiguous, partitioned
-    left, right, where = 0, cloud.shape[0], int(target)  # in place as the build does; only target's branch matters
-    for _ in range(h):
-        count = right - left
+    seg = np.array(cloud.T, dtype=np.float32, order="C")  # (3, n): each coordinate contiguous
+    left, where = 0, int(target)  # seg is the build's points[left:left + seg.shape[1]]; target is seg[:, where]
+    for level in range(h):
+        count = seg.shape[1]
         if count == 1:
             break
-        seg = pts[:, left:right]
-        dim = int(np.argmax(seg.max(axis=1) - seg.min(axis=1)))  # the first dimension of largest span, as quickfps
-        vals = seg[dim]
-        split = np.float32(np.cumsum(vals, dtype=np.float32)[-1]) / np.float32(count)  # sequential float32 sum
-        ge = vals >= split
-        from_left = np.flatnonzero(ge)  # where the left scan stops
-        from_right = np.flatnonzero(~ge)[::-1]  # where the right scan stops
-        k = min(from_left.size, from_right.size)
-        swaps = int(np.count_nonzero(from_left[:k] < from_right[:k]))
-        a, b = from_left[:swaps] + left, from_right[:swaps] + left
-        pts[:, a], pts[:, b] = pts[:, b], pts[:, a]  # fancy indexing copies: both sides read before writing
-        moved = np.flatnonzero(a == where)
-        if moved.size:
-            where = int(b[moved[0]])
+        span = _max(seg, axis=1)
+        span -= _min(seg, axis=1)
+        vals = seg[int(span.argmax())]  # the first dimension of largest span, as quickfps
+        ge = vals >= _accumulate(vals)[-1] / np.float32(count)  # the mean, from a sequential float32 sum
+        n_lt = count - int(np.count_nonzero(ge))  # the partition puts these first
+        if n_lt == 0 or n_lt == count:  # nothing moves, and quickfps splits off one point
+            n_left = 1 if n_lt == 0 else count - 1
+            if where < n_left:
+                seg = seg[:, :n_left]
+            else:
+                seg, left, where = seg[:, n_left:], left + n_left, where - n_left
+            continue
+        # The Hoare partition swaps the i-th point >= the mean from the left with the i-th point < it from the right.
+        from_left = ge[:n_lt].nonzero()[0]  # ascending
+        to_left = (~ge[n_lt:]).nonzero()[0]  # ascending, counted from n_lt: from_left[i] pairs with to_left[-1 - i]
+        if where < n_lt:
+            if ge[where]:
+                where = n_lt + int(to_left[to_left.size - 1 - from_left.searchsorted(where)])
+        elif not ge[where]:
+            where = int(from_left[from_left.size - 1 - to_left.searchsorted(where - n_lt)])
+        if level == h - 1:
+            break
+        if where < n_lt:  # keep the half that holds target, in the partitioned order
+            order = np.arange(n_lt)
+            order[from_left] = to_left[::-1] + n_lt
         else:
-            moved = np.flatnonzero(b == where)
-            where = int(a[moved[0]]) if moved.size else where
-        n_left = min(max(count - from_left.size, 1), count - 1)
-        left, right = (left, left + n_left) if where < left + n_left else (left + n_left, right)
-    return where
+            order = np.arange(n_lt, count)
+            order[to_left] = from_left[::-1]
+            left, where = left + n_lt, where - n_lt
+        seg = seg.take(order, axis=1)
+    return left + where
+
+
+# the replay's reductions, bound once: the ufunc methods skip ndarray.max's Python layer
+_max, _min, _accumulate = np.maximum.reduce, np.minimum.reduce, np.add.accumulate
 
 
 def _fps_fpsample(pos: Tensor, batch: Tensor | None, ratio: float) -> Tensor:
+    """:func:`fps` on a CPU ``pos`` that is float32 and contiguous."""
     import fpsample  # imported here: only the CPU path needs it
 
+    points = pos.numpy()
     out = []
     for start, end in _cloud_slices(batch, pos.size(0)):
         n = end - start
@@ -151,15 +171,25 @@ def _fps_fpsample(pos: Tensor, batch: Tensor | None, ratio: float) -> Tensor:
         if m == 1:
             idx = np.zeros(1, dtype=np.int64)
         else:
-            cloud = np.ascontiguousarray(pos[start:end].detach().cpu().numpy(), dtype=np.float32)
+            cloud = points[start:end]  # rows of a C-contiguous array: contiguous, no copy
             h = _bucket_height(n)
-            idx = np.asarray(fpsample.bucket_fps_kdline_sampling(cloud, m, h=h, start_idx=_start_index(cloud, h)),
-                             dtype=np.int64)
+            idx = _as_int64(fpsample.bucket_fps_kdline_sampling(cloud, m, h=h, start_idx=_start_index(cloud, h)))
             if idx[0] != 0:  # an fpsample whose tree build differs from the replay: exact but slower FPS
                 _warn_fallback()
-                idx = np.asarray(fpsample.fps_sampling(cloud, m, start_idx=0), dtype=np.int64)
-        out.append(torch.from_numpy(idx) + start)
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+                idx = _as_int64(fpsample.fps_sampling(cloud, m, start_idx=0))
+        if start:
+            idx += start
+        out.append(idx)
+    if len(out) == 1:
+        return torch.from_numpy(out[0])
+    return torch.from_numpy(np.concatenate(out)) if out else torch.empty(0, dtype=torch.long)
+
+
+def _as_int64(idx: np.ndarray) -> np.ndarray:
+    """fpsample's indices (uint64, below 2**63) as a writable int64 array, without a copy where it can."""
+    if idx.dtype == np.uint64 and idx.flags.writeable and idx.flags.c_contiguous:
+        return idx.view(np.int64)
+    return np.array(idx, dtype=np.int64)
 
 
 _START_IS_REORDERED: bool | None = None
@@ -235,6 +265,7 @@ def fps(pos: Tensor, batch: Tensor | None, ratio: float) -> Tensor:
         >>> coord_down, batch_down = coord[idx], batch[idx]
     """
     _check(pos, batch, ratio)
-    # one copy of the whole batch to the host (a no-op on CPU), not one per cloud
-    idx = _fps_fpsample(pos.detach().cpu(), None if batch is None else batch.cpu(), ratio)
+    # one copy of the whole batch to the host as float32 (a no-op for a contiguous float32 CPU pos), not one per cloud
+    points = pos.detach().to(device="cpu", dtype=torch.float32).contiguous()
+    idx = _fps_fpsample(points, None if batch is None else batch.cpu(), ratio)
     return idx.to(pos.device)
