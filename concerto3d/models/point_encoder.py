@@ -10,7 +10,8 @@ set abstraction), then carries features back up to every input point (feature pr
                   point_feat (N, C_out)
 
 * set abstraction = farthest point sampling (``ops.fps``) + radius grouping (``ops.radius``) + PyG
-  ``PointNetConv`` (an MLP on ``[x_j, pos_j - pos_i]`` of every neighbour, max over the neighbours);
+  ``PointNetConv`` (an MLP on ``[x_j, pos_j - pos_i]`` of every neighbour, max over the neighbours), computed on a
+  dense neighbour table by ``models.grouped_mlp`` (same numbers; ``SetAbstraction.fast = False`` runs PyG's);
 * global set abstraction = an MLP on ``[x, pos - centroid]`` + max over each cloud;
 * feature propagation = ``ops.knn_interpolate`` (k = 3, inverse squared distance) + concatenation of the finer
   level's features (skip connection) + an MLP.
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from concerto3d import ops
+from concerto3d.models.grouped_mlp import grouped_mlp_max, supports_grouped_mlp
 
 __all__ = ["PointEncoderConfig", "PointEncoderOutput", "PointEncoder", "mlp"]
 
@@ -134,18 +136,31 @@ class SetAbstraction(nn.Module):
         self.ratio, self.radius, self.max_neighbors = ratio, radius, max_neighbors
         local_nn = mlp(_widths(in_channels + 3, out_channels, mlp_layers))
         self.conv = PointNetConv(local_nn=local_nn, global_nn=None, add_self_loops=False)
+        # True: the same maths on a dense neighbour table (models/grouped_mlp.py); False: PyG's PointNetConv
+        self.fast = True
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(N, C) features, (N, 3) points, (N,) batch -> the same for the M sampled points."""
         with record_function("sampling"):
             idx = ops.fps(pos, batch, self.ratio).to(pos.device)
         pos_dst, batch_dst = pos[idx], batch[idx]
+        if not (self.fast and supports_grouped_mlp(self.conv.local_nn)):
+            return self.forward_reference(x, pos, batch, pos_dst, batch_dst), pos_dst, batch_dst
+        with record_function("grouping"):
+            table, counts = ops.radius_table(pos, pos_dst, self.radius, batch, batch_dst, self.max_neighbors)
+        if bool((counts == 0).any()):  # cannot happen while the queries are points of x (each finds itself)
+            return self.forward_reference(x, pos, batch, pos_dst, batch_dst), pos_dst, batch_dst
+        with record_function("edge_mlp"):
+            x_dst = grouped_mlp_max(self.conv.local_nn, x, pos, pos_dst, table)
+        return x_dst, pos_dst, batch_dst
+
+    def forward_reference(self, x: Tensor, pos: Tensor, batch: Tensor, pos_dst: Tensor, batch_dst: Tensor) -> Tensor:
+        """PyG's ``PointNetConv`` on the edge list of ``ops.radius``: what the fast path is tested against."""
         with record_function("grouping"):
             row, col = ops.radius(pos, pos_dst, self.radius, batch, batch_dst, self.max_neighbors)
             edge_index = torch.stack([col, row], dim=0)  # source = neighbour in x, target = sampled point
         with record_function("edge_mlp"):
-            x_dst = self.conv((x, None), (pos, pos_dst), edge_index)
-        return x_dst, pos_dst, batch_dst
+            return self.conv((x, None), (pos, pos_dst), edge_index)
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio}, radius={self.radius}, max_neighbors={self.max_neighbors}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["radius", "knn", "knn_interpolate"]
+__all__ = ["radius", "radius_table", "knn", "knn_interpolate"]
 
 # torch-cluster's CUDA k-NN keeps its candidates in fixed arrays of this size
 _CUDA_KNN_MAX_K = 100
@@ -59,6 +59,32 @@ def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_
     row, col = knn(x, y, int(max_num_neighbors), batch_x, batch_y)
     inside = ((x.detach()[col] - y.detach()[row]) ** 2).sum(dim=1) < float(r) ** 2  # a mask: no graph
     return torch.stack([row[inside], col[inside]])
+
+
+def radius_table(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_y: Tensor | None = None,
+                 max_num_neighbors: int = 32) -> tuple[Tensor, Tensor]:
+    """The neighbours of :func:`radius` as a dense table, one row per query point.
+
+    Args:
+        x, y, r, batch_x, batch_y, max_num_neighbors: as :func:`radius`.
+
+    Returns:
+        table: (M, max_num_neighbors) long indices into ``x``: row ``i`` holds the neighbours of ``y[i]`` that
+            :func:`radius` lists, in its order, then copies of the row's first neighbour where the ball held fewer
+            (0 for a query without any neighbour).
+        counts: (M,) long, how many of the row's entries are neighbours (the rest are padding).
+
+    A max over a row equals the max over the query's neighbours, since the padding repeats one of them; this lets
+    a grouped MLP run on an (M, K, C) block instead of scattering over an edge list.
+    """
+    row, col = radius(x, y, r, batch_x, batch_y, max_num_neighbors)
+    m, k = y.size(0), int(max_num_neighbors)
+    counts = torch.bincount(row, minlength=m)
+    starts = torch.cumsum(counts, 0) - counts
+    first = col[starts.clamp_max(max(col.numel() - 1, 0))] if col.numel() else torch.zeros_like(counts)
+    table = torch.where(counts > 0, first, torch.zeros_like(first)).unsqueeze(1).repeat(1, k)
+    table[row, torch.arange(row.numel(), device=row.device) - starts[row]] = col
+    return table, counts
 
 
 def knn(x: Tensor, y: Tensor, k: int, batch_x: Tensor | None = None, batch_y: Tensor | None = None) -> Tensor:

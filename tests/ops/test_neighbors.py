@@ -2,7 +2,7 @@
 
 import torch
 
-from concerto3d.ops import knn, knn_interpolate, radius
+from concerto3d.ops import knn, knn_interpolate, radius, radius_table
 
 
 def _brute_knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, k):
@@ -110,3 +110,19 @@ def test_a_full_ball_keeps_its_nearest_points_on_every_side_of_the_centre():
     assert set(col.tolist()) == set(d.argsort()[:32].tolist())
     # centred (torch-cluster's capped query on CUDA, first hits in memory order, keeps the ball's low-x side)
     assert float((x[col] - centre).mean(dim=0).abs().max()) < 0.3 * float(d[col].max())
+
+
+def test_radius_table_holds_the_radius_neighbours_row_by_row_padded_with_the_first():
+    g = torch.Generator().manual_seed(6)
+    x = torch.cat([torch.rand(300, 3, generator=g), torch.rand(200, 3, generator=g) * 0.5 + 3.0])
+    batch_x = torch.repeat_interleave(torch.arange(2), torch.tensor([300, 200]))
+    y, batch_y = x[::7].contiguous(), batch_x[::7].contiguous()
+    y[::5] += 10.0  # some queries far from every point: no neighbour at all
+    row, col = radius(x, y, 0.15, batch_x, batch_y, max_num_neighbors=12)
+    table, counts = radius_table(x, y, 0.15, batch_x, batch_y, max_num_neighbors=12)
+    assert table.shape == (y.size(0), 12) and counts.tolist() == torch.bincount(row, minlength=y.size(0)).tolist()
+    assert 0 < int((counts == 12).sum()) < y.size(0) and int((counts == 0).sum()) > 0  # full, partial and empty rows
+    for i in range(y.size(0)):
+        mine = col[row == i].tolist()
+        assert table[i, :len(mine)].tolist() == mine
+        assert table[i, len(mine):].tolist() == [mine[0] if mine else 0] * (12 - len(mine))
