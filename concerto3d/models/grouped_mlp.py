@@ -130,10 +130,9 @@ class _GroupedMLPMax(torch.autograd.Function):
         grads: list[Tensor | None] = [None] * len(params)
         for layer in reversed(range(depth)):
             a, gamma, beta = inputs[layer], params[4 * layer], params[4 * layer + 1]
-            grad_a, grad_gamma, grad_beta = buffer(a), torch.empty_like(gamma), torch.empty_like(beta)
-            _aten.native_layer_norm_backward.out(grad, a, [a.size(1)], stats[2 * layer], stats[2 * layer + 1],
-                                                 gamma, beta, [True, True, True],
-                                                 out0=grad_a, out1=grad_gamma, out2=grad_beta)
+            # a fresh output: the .out form of this op computes into a temporary and copies
+            grad_a, grad_gamma, grad_beta = _aten.native_layer_norm_backward(
+                grad, a, [a.size(1)], stats[2 * layer], stats[2 * layer + 1], gamma, beta, [True, True, True])
             grads[4 * layer], grads[4 * layer + 1] = grad_gamma, grad_beta
             free += [grad, a]
             grad = grad_a

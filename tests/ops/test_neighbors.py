@@ -31,6 +31,25 @@ def test_knn_interpolate_matches_brute_force_and_passes_gradients():
     assert x.grad[:15].abs().sum() > 0 and x.grad[15:].abs().sum() > 0
 
 
+def test_knn_interpolate_table_path_equals_gather_multiply_sum_with_gradients():
+    """Every query finds k points: the embedding_bag path against the (M * k, C) gather it replaced."""
+    g = torch.Generator().manual_seed(7)
+    pos_x, pos_y = torch.rand(300, 3, generator=g), torch.rand(700, 3, generator=g)
+    batch_x = torch.repeat_interleave(torch.arange(2), torch.tensor([120, 180]))
+    batch_y = torch.repeat_interleave(torch.arange(2), torch.tensor([300, 400]))
+    x = torch.randn(300, 6, generator=g, requires_grad=True)
+    upstream = torch.randn(700, 6, generator=g)
+    (got_grad,) = torch.autograd.grad((knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, k=3) * upstream).sum(), x)
+    got = knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, k=3)
+    y_idx, x_idx = knn(pos_x, pos_y, 3, batch_x, batch_y)
+    w = 1.0 / ((pos_x[x_idx] - pos_y[y_idx]) ** 2).sum(dim=1).clamp_min(1e-16)
+    w = (w.view(700, 3) / w.view(700, 3).sum(dim=1, keepdim=True)).view(-1, 1)
+    expected = (x.index_select(0, x_idx) * w).view(700, 3, 6).sum(dim=1)
+    (expected_grad,) = torch.autograd.grad((expected * upstream).sum(), x)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_grad, expected_grad, rtol=1e-5, atol=1e-6)
+
+
 def test_knn_interpolate_with_fewer_than_k_source_points_in_a_cloud():
     g = torch.Generator().manual_seed(3)
     pos_x, pos_y = torch.rand(12, 3, generator=g), torch.rand(9, 3, generator=g)
