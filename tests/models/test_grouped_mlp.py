@@ -51,13 +51,13 @@ def test_set_abstraction_equals_pointnetconv_in_float64(layers):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_point_encoder_fast_path_equals_the_pyg_path_in_float32():
+def test_point_encoder_fast_paths_equal_the_written_out_forms_in_float32():
     torch.manual_seed(0)
     cfg = PointEncoderConfig(**TINY)
     fast = PointEncoder(cfg)
     ref = copy.deepcopy(fast)
-    for sa in ref.down:
-        sa.fast = False
+    for stage in [*ref.down, *ref.up]:  # PyG's PointNetConv; interpolation, concatenation, then the MLP
+        stage.fast = False
     coord, feat, batch = _clouds([160, 120], cfg.in_channels)
     for out_of in (lambda o: o.point_feat, lambda o: o.scene_feat):
         out_f, grads_f = _run(fast, (coord, feat, batch), out_of)
@@ -100,3 +100,18 @@ def test_only_linear_layernorm_relu_stacks_take_the_fast_path():
     ref = copy.deepcopy(sa)
     ref.fast = False
     torch.testing.assert_close(sa(feat[:, 3:], coord, batch)[0], ref(feat[:, 3:], coord, batch)[0])
+
+
+def test_feature_propagation_first_layer_before_interpolation_equals_after_in_float64():
+    torch.manual_seed(0)
+    cfg = PointEncoderConfig(**TINY)
+    fast = PointEncoder(cfg).double()
+    ref = copy.deepcopy(fast)
+    for stage in ref.up:
+        stage.fast = False
+    coord, feat, batch = _clouds([160, 120], cfg.in_channels, torch.float64)
+    out_f, grads_f = _run(fast, (coord, feat, batch), lambda o: o.point_feat)
+    out_r, grads_r = _run(ref, (coord, feat, batch), lambda o: o.point_feat)
+    torch.testing.assert_close(out_f, out_r, rtol=1e-10, atol=1e-12)
+    for a, b in zip(grads_f, grads_r):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
