@@ -10,9 +10,11 @@ rounding) for an MLP of ``[Linear, LayerNorm, ReLU] * L`` on an (M, K) neighbour
   <= 0): the last ReLU runs on the (M, C) maxima, not on the (M, K, C) block;
 * the max over a row of the table is a ``max(dim=1)``; the padding repeats one of the row's neighbours, which leaves
   the max alone and (the repeated entries being identical) sums to the same gradient;
-* with gradients on, one autograd function does the per-edge part, so that its backward writes into the buffers
-  the forward no longer needs instead of fresh (E, C) tensors: on CPU a fresh tensor of tens of MB costs as much in
-  page faults as the arithmetic on it (2-3 us a 4 KiB page on the benchmark VM).
+* with gradients on, one autograd function does the per-edge part: it saves only what its backward reads, and the
+  backward writes the max's gradient and each Linear's input gradient into saved (E, C) tensors it is done with
+  instead of fresh ones. On CPU a fresh tensor of tens of MB costs about as much in page faults as the arithmetic on
+  it (2-3 us a 4 KiB page on the benchmark VM; glibc maps every block over 32 MB anew). The LayerNorm kernels still
+  allocate their outputs (their ``.out`` forms compute into a temporary and copy).
 
 The max picks one entry where several are equal (``max(dim=1)``), where the scatter max splits the gradient among
 them; the two differ only for a query that has two distinct neighbours with equal features and positions (duplicate

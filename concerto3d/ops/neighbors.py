@@ -70,17 +70,19 @@ def radius_table(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, 
         x, y, r, batch_x, batch_y, max_num_neighbors: as :func:`radius`.
 
     Returns:
-        table: (M, max_num_neighbors) long indices into ``x``: row ``i`` holds the neighbours of ``y[i]`` that
-            :func:`radius` lists, in its order, then copies of the row's first neighbour where the ball held fewer
-            (0 for a query without any neighbour).
+        table: (M, W) long indices into ``x``, ``W`` the most neighbours any query has (at most
+            ``max_num_neighbors``, at least 1): row ``i`` holds the neighbours of ``y[i]`` that :func:`radius`
+            lists, in its order, then copies of the row's first neighbour where the ball held fewer (0 for a query
+            without any neighbour).
         counts: (M,) long, how many of the row's entries are neighbours (the rest are padding).
 
     A max over a row equals the max over the query's neighbours, since the padding repeats one of them; this lets
-    a grouped MLP run on an (M, K, C) block instead of scattering over an edge list.
+    a grouped MLP run on an (M, W, C) block instead of scattering over an edge list.
     """
     row, col = radius(x, y, r, batch_x, batch_y, max_num_neighbors)
-    m, k = y.size(0), int(max_num_neighbors)
+    m = y.size(0)
     counts = torch.bincount(row, minlength=m)
+    k = max(1, int(counts.max())) if m else 1  # no column that is padding in every row
     starts = torch.cumsum(counts, 0) - counts
     first = col[starts.clamp_max(max(col.numel() - 1, 0))] if col.numel() else torch.zeros_like(counts)
     table = torch.where(counts > 0, first, torch.zeros_like(first)).unsqueeze(1).repeat(1, k)

@@ -8,6 +8,7 @@ from torch import nn
 
 from concerto3d import ops
 from concerto3d.models.grouped_mlp import grouped_mlp_max, supports_grouped_mlp
+from concerto3d.models import point_encoder
 from concerto3d.models.point_encoder import PointEncoder, PointEncoderConfig, SetAbstraction, mlp
 
 TINY = dict(ratios=(0.5, 0.25), radii=(0.25, 0.5), max_neighbors=8, sa_channels=(8, 16), global_channels=16,
@@ -33,7 +34,8 @@ def _run(module, inputs, out_of, seed=1):
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
-def test_set_abstraction_equals_pointnetconv_in_float64(layers):
+def test_set_abstraction_equals_pointnetconv_in_float64(layers, monkeypatch):
+    monkeypatch.setattr(point_encoder, "_MIN_TABLE_FILL", 0.0)  # the table however sparse
     torch.manual_seed(0)
     fast = SetAbstraction(6, 16, 0.25, 0.3, 8, layers).double()
     ref = copy.deepcopy(fast)
@@ -51,7 +53,8 @@ def test_set_abstraction_equals_pointnetconv_in_float64(layers):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_point_encoder_fast_paths_equal_the_written_out_forms_in_float32():
+def test_point_encoder_fast_paths_equal_the_written_out_forms_in_float32(monkeypatch):
+    monkeypatch.setattr(point_encoder, "_MIN_TABLE_FILL", 0.0)
     torch.manual_seed(0)
     cfg = PointEncoderConfig(**TINY)
     fast = PointEncoder(cfg)
@@ -115,3 +118,22 @@ def test_feature_propagation_first_layer_before_interpolation_equals_after_in_fl
     torch.testing.assert_close(out_f, out_r, rtol=1e-10, atol=1e-12)
     for a, b in zip(grads_f, grads_r):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_sparse_balls_take_pyg_edge_list_rebuilt_from_the_table(monkeypatch):
+    """Below the fill threshold the table's neighbours go to PointNetConv as the edge list ops.radius gives."""
+    torch.manual_seed(0)
+    fast = SetAbstraction(6, 16, 0.25, 0.3, 8, 2)
+    ref = copy.deepcopy(fast)
+    ref.fast = False
+    coord, _, batch = _clouds([150, 90], 6)
+    x = torch.randn(240, 6)
+    called = []
+    monkeypatch.setattr(point_encoder, "grouped_mlp_max", lambda *a: called.append(1))
+    monkeypatch.setattr(point_encoder, "_MIN_TABLE_FILL", 1.01)  # never dense
+    out_f, grads_f = _run(fast, (x, coord, batch), lambda o: o[0])
+    out_r, grads_r = _run(ref, (x, coord, batch), lambda o: o[0])
+    assert not called
+    torch.testing.assert_close(out_f, out_r, rtol=0, atol=0)
+    for a, b in zip(grads_f, grads_r):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -141,6 +141,9 @@ def test_radius_table_holds_the_radius_neighbours_row_by_row_padded_with_the_fir
     table, counts = radius_table(x, y, 0.15, batch_x, batch_y, max_num_neighbors=12)
     assert table.shape == (y.size(0), 12) and counts.tolist() == torch.bincount(row, minlength=y.size(0)).tolist()
     assert 0 < int((counts == 12).sum()) < y.size(0) and int((counts == 0).sum()) > 0  # full, partial and empty rows
+    # as wide as the fullest ball, not as the cap
+    wide, wide_counts = radius_table(x, y, 0.15, batch_x, batch_y, max_num_neighbors=200)
+    assert wide.shape[1] == int(wide_counts.max()) < 200
     for i in range(y.size(0)):
         mine = col[row == i].tolist()
         assert table[i, :len(mine)].tolist() == mine
