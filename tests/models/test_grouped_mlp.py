@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from concerto3d import ops
-from concerto3d.models.grouped_mlp import grouped_mlp_max, supports_grouped_mlp
 from concerto3d.models import point_encoder
+from concerto3d.models.grouped_mlp import grouped_mlp_max, supports_grouped_mlp
 from concerto3d.models.point_encoder import PointEncoder, PointEncoderConfig, SetAbstraction, mlp
 
 TINY = dict(ratios=(0.5, 0.25), radii=(0.25, 0.5), max_neighbors=8, sa_channels=(8, 16), global_channels=16,
