@@ -183,7 +183,7 @@ class SetAbstraction(nn.Module):
 class FeaturePropagation(nn.Module):
     """Interpolate coarse features onto finer points (k-NN, k = 3), concatenate the finer level's own, MLP.
 
-    The interpolation is a weighted sum (weights summing to 1 per point) and the MLP starts with a Linear, so
+    The interpolation is linear in the features (a weighted sum of rows) and the MLP starts with a Linear, so
     ``W [interp(x), x_skip] + b = interp(W_x x) + W_s x_skip + b``: the coarse part of the first layer runs on the
     coarse points (a quarter as many, at the default ratios) and no concatenation is made. ``fast = False`` runs
     the written-out form, the reference of the tests.
