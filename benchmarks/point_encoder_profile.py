@@ -4,8 +4,9 @@ Usage:
     .venv/bin/python benchmarks/point_encoder_profile.py [--clouds 4] [--points 16384] [--repeats 3] [--threads 2]
 
 The forward stages are the ``record_function`` labels inside ``concerto3d.models.point_encoder``: sampling (FPS),
-grouping (radius search), edge_mlp (PointNetConv: gather, MLP per edge, max), interpolation (k-NN feature
-propagation), point_mlp (MLPs after interpolation), global (global set abstraction). The backward pass is
+grouping (radius search), edge_mlp (``models.grouped_mlp``: gather, MLP per edge, max; its backward is the autograd
+function ``_GroupedMLPMaxBackward``), interpolation (k-NN feature propagation), point_mlp (MLPs around the
+interpolation), global (global set abstraction). The backward pass is
 reported as one total plus its most expensive autograd functions. The clouds are indoor-like crops (a floor
 corner, two walls, a table) of about 2 x 2 x 2.5 m, which sets how many neighbours the radii find.
 """

@@ -10,7 +10,8 @@ set abstraction), then carries features back up to every input point (feature pr
                   point_feat (N, C_out)
 
 * set abstraction = farthest point sampling (``ops.fps``) + radius grouping (``ops.radius``) + PyG
-  ``PointNetConv`` (an MLP on ``[x_j, pos_j - pos_i]`` of every neighbour, max over the neighbours);
+  ``PointNetConv`` (an MLP on ``[x_j, pos_j - pos_i]`` of every neighbour, max over the neighbours), computed on a
+  dense neighbour table by ``models.grouped_mlp`` (same numbers; ``SetAbstraction.fast = False`` runs PyG's);
 * global set abstraction = an MLP on ``[x, pos - centroid]`` + max over each cloud;
 * feature propagation = ``ops.knn_interpolate`` (k = 3, inverse squared distance) + concatenation of the finer
   level's features (skip connection) + an MLP.
@@ -24,10 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import record_function
 
 from concerto3d import ops
+from concerto3d.models.grouped_mlp import grouped_mlp_max, supports_grouped_mlp
 
 __all__ = ["PointEncoderConfig", "PointEncoderOutput", "PointEncoder", "mlp"]
 
@@ -119,6 +122,13 @@ def mlp(channels: list[int], plain_last: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+# Set abstraction takes the dense-table path when at least this fraction of the table's entries are neighbours (not
+# padding). Measured on 2 cores: at 86-95 % (indoor-like crops, default radii) the table path took 0.65x the edge
+# list's time per level; on benchmarks/train.py's uniform random cubes, where the level-0 balls hold 3.5 points of
+# a 13-wide table (27 %), it made the 3d step 9 % slower until this threshold sent that level to the edge list.
+_MIN_TABLE_FILL = 0.5
+
+
 def _widths(c_in: int, c_out: int, layers: int) -> list[int]:
     return [c_in] + [c_out] * layers
 
@@ -134,39 +144,74 @@ class SetAbstraction(nn.Module):
         self.ratio, self.radius, self.max_neighbors = ratio, radius, max_neighbors
         local_nn = mlp(_widths(in_channels + 3, out_channels, mlp_layers))
         self.conv = PointNetConv(local_nn=local_nn, global_nn=None, add_self_loops=False)
+        # True: the same maths on a dense neighbour table (models/grouped_mlp.py); False: PyG's PointNetConv
+        self.fast = True
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(N, C) features, (N, 3) points, (N,) batch -> the same for the M sampled points."""
         with record_function("sampling"):
             idx = ops.fps(pos, batch, self.ratio).to(pos.device)
         pos_dst, batch_dst = pos[idx], batch[idx]
+        if not (self.fast and supports_grouped_mlp(self.conv.local_nn)):
+            with record_function("grouping"):
+                row, col = ops.radius(pos, pos_dst, self.radius, batch, batch_dst, self.max_neighbors)
+            return self._pointnet_conv(x, pos, pos_dst, row, col), pos_dst, batch_dst
         with record_function("grouping"):
-            row, col = ops.radius(pos, pos_dst, self.radius, batch, batch_dst, self.max_neighbors)
-            edge_index = torch.stack([col, row], dim=0)  # source = neighbour in x, target = sampled point
+            table, counts = ops.radius_table(pos, pos_dst, self.radius, batch, batch_dst, self.max_neighbors)
+            edges = int(counts.sum())
+        # The table pays for its padding: where the balls are mostly empty (fewer than half its entries are
+        # neighbours), PyG's edge list is cheaper. A query without neighbours cannot happen while the queries are
+        # points of x (each finds itself); PyG's max gives it zeros.
+        if edges < _MIN_TABLE_FILL * table.numel() or bool((counts == 0).any()):
+            with record_function("grouping"):
+                row = torch.repeat_interleave(torch.arange(table.size(0), device=table.device), counts)
+                col = table[torch.arange(table.size(1), device=table.device) < counts.unsqueeze(1)]  # radius' order
+            return self._pointnet_conv(x, pos, pos_dst, row, col), pos_dst, batch_dst
         with record_function("edge_mlp"):
-            x_dst = self.conv((x, None), (pos, pos_dst), edge_index)
+            x_dst = grouped_mlp_max(self.conv.local_nn, x, pos, pos_dst, table)
         return x_dst, pos_dst, batch_dst
+
+    def _pointnet_conv(self, x: Tensor, pos: Tensor, pos_dst: Tensor, row: Tensor, col: Tensor) -> Tensor:
+        """PyG's ``PointNetConv`` on the edge list of ``ops.radius`` (``row``: query, ``col``: neighbour in x)."""
+        with record_function("edge_mlp"):
+            return self.conv((x, None), (pos, pos_dst), torch.stack([col, row], dim=0))
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio}, radius={self.radius}, max_neighbors={self.max_neighbors}"
 
 
 class FeaturePropagation(nn.Module):
-    """Interpolate coarse features onto finer points (k-NN, k = 3), concatenate the finer level's own, MLP."""
+    """Interpolate coarse features onto finer points (k-NN, k = 3), concatenate the finer level's own, MLP.
+
+    The interpolation is linear in the features (a weighted sum of rows) and the MLP starts with a Linear, so
+    ``W [interp(x), x_skip] + b = interp(W_x x) + W_s x_skip + b``: the coarse part of the first layer runs on the
+    coarse points (a quarter as many, at the default ratios) and no concatenation is made. ``fast = False`` runs
+    the written-out form, the reference of the tests.
+    """
 
     def __init__(self, coarse_channels: int, skip_channels: int, out_channels: int, mlp_layers: int,
                  plain_last: bool = False, k: int = 3):
         super().__init__()
         self.k = k
         self.mlp = mlp(_widths(coarse_channels + skip_channels, out_channels, mlp_layers), plain_last=plain_last)
+        self.fast = True
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor, x_skip: Tensor, pos_skip: Tensor,
                 batch_skip: Tensor) -> Tensor:
         """(M, Cc) coarse features at (M, 3) -> (N, out) features at the (N, 3) finer points."""
+        if not self.fast:
+            with record_function("interpolation"):
+                x = ops.knn_interpolate(x, pos, pos_skip, batch, batch_skip, k=self.k)
+            with record_function("point_mlp"):
+                return self.mlp(torch.cat([x, x_skip], dim=1))
+        first, c = self.mlp[0], x.size(1)
+        with record_function("point_mlp"):
+            x = F.linear(x, first.weight[:, :c])
         with record_function("interpolation"):
             x = ops.knn_interpolate(x, pos, pos_skip, batch, batch_skip, k=self.k)
         with record_function("point_mlp"):
-            return self.mlp(torch.cat([x, x_skip], dim=1))
+            h = F.linear(x_skip, first.weight[:, c:], first.bias).add_(x)
+            return self.mlp[1:](h)
 
 
 class PointEncoder(nn.Module):

@@ -8,9 +8,10 @@ points ``y``, row 1 the searched points ``x``.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["radius", "knn", "knn_interpolate"]
+__all__ = ["radius", "radius_table", "knn", "knn_interpolate"]
 
 # torch-cluster's CUDA k-NN keeps its candidates in fixed arrays of this size
 _CUDA_KNN_MAX_K = 100
@@ -59,6 +60,34 @@ def radius(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_
     row, col = knn(x, y, int(max_num_neighbors), batch_x, batch_y)
     inside = ((x.detach()[col] - y.detach()[row]) ** 2).sum(dim=1) < float(r) ** 2  # a mask: no graph
     return torch.stack([row[inside], col[inside]])
+
+
+def radius_table(x: Tensor, y: Tensor, r: float, batch_x: Tensor | None = None, batch_y: Tensor | None = None,
+                 max_num_neighbors: int = 32) -> tuple[Tensor, Tensor]:
+    """The neighbours of :func:`radius` as a dense table, one row per query point.
+
+    Args:
+        x, y, r, batch_x, batch_y, max_num_neighbors: as :func:`radius`.
+
+    Returns:
+        table: (M, W) long indices into ``x``, ``W`` the most neighbours any query has (at most
+            ``max_num_neighbors``, at least 1): row ``i`` holds the neighbours of ``y[i]`` that :func:`radius`
+            lists, in its order, then copies of the row's first neighbour where the ball held fewer (0 for a query
+            without any neighbour).
+        counts: (M,) long, how many of the row's entries are neighbours (the rest are padding).
+
+    A max over a row equals the max over the query's neighbours, since the padding repeats one of them; this lets
+    a grouped MLP run on an (M, W, C) block instead of scattering over an edge list.
+    """
+    row, col = radius(x, y, r, batch_x, batch_y, max_num_neighbors)
+    m = y.size(0)
+    counts = torch.bincount(row, minlength=m)
+    k = max(1, int(counts.max())) if m else 1  # no column that is padding in every row
+    starts = torch.cumsum(counts, 0) - counts
+    first = col[starts.clamp_max(max(col.numel() - 1, 0))] if col.numel() else torch.zeros_like(counts)
+    table = torch.where(counts > 0, first, torch.zeros_like(first)).unsqueeze(1).repeat(1, k)
+    table[row, torch.arange(row.numel(), device=row.device) - starts[row]] = col
+    return table, counts
 
 
 def knn(x: Tensor, y: Tensor, k: int, batch_x: Tensor | None = None, batch_y: Tensor | None = None) -> Tensor:
@@ -111,15 +140,21 @@ def knn_interpolate(x: Tensor, pos_x: Tensor, pos_y: Tensor, batch_x: Tensor | N
         y_idx, x_idx = knn(pos_x, pos_y, k, batch_x, batch_y)
         diff = (pos_x[x_idx] - pos_y[y_idx]).float()
         weights = 1.0 / (diff * diff).sum(dim=-1).clamp_min(1e-16)
-        # Normalise in float32 before casting, so that half-precision features never see weights up to 1e16.
-        total = torch.zeros(pos_y.size(0), dtype=weights.dtype, device=weights.device).index_add_(0, y_idx, weights)
-        weights = (weights / total[y_idx]).to(x.dtype).unsqueeze(1)
         # torch-cluster lists the neighbours query by query; when every query found k of them (the usual case),
-        # the weighted sum is a reshape, which is much faster than a scatter, forward and backward.
+        # they form an (M, k) table.
         m = pos_y.size(0)
         uniform = y_idx.numel() == m * k and bool(
-            (y_idx == torch.arange(m, device=y_idx.device).repeat_interleave(k)).all())
-    neighbours = x.index_select(0, x_idx) * weights  # index_select: its backward is cheaper than x[x_idx]'s
+            (y_idx.view(m, k) == torch.arange(m, device=y_idx.device).unsqueeze(1)).all())
+        # Normalise in float32 before casting, so that half-precision features never see weights up to 1e16.
+        if uniform:
+            weights = weights.view(m, k)
+            weights = (weights / weights.sum(dim=1, keepdim=True)).to(x.dtype)
+        else:
+            total = torch.zeros(m, dtype=weights.dtype, device=weights.device).index_add_(0, y_idx, weights)
+            weights = (weights / total[y_idx]).to(x.dtype).unsqueeze(1)
     if uniform:
-        return neighbours.view(m, k, x.size(1)).sum(dim=1)
+        # A weighted sum of k rows of x per query, in one kernel each way: no (M * k, C) gather and product
+        # (5x less time than gather, multiply and sum, forward and backward, at 16k -> 65k points and 96 channels).
+        return F.embedding_bag(x_idx.view(m, k), x, per_sample_weights=weights, mode="sum")
+    neighbours = x.index_select(0, x_idx) * weights  # index_select: its backward is cheaper than x[x_idx]'s
     return torch.zeros(m, x.size(1), dtype=x.dtype, device=x.device).index_add(0, y_idx, neighbours)

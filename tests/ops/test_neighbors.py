@@ -2,7 +2,7 @@
 
 import torch
 
-from concerto3d.ops import knn, knn_interpolate, radius
+from concerto3d.ops import knn, knn_interpolate, radius, radius_table
 
 
 def _brute_knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, k):
@@ -29,6 +29,25 @@ def test_knn_interpolate_matches_brute_force_and_passes_gradients():
     got.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert x.grad[:15].abs().sum() > 0 and x.grad[15:].abs().sum() > 0
+
+
+def test_knn_interpolate_table_path_equals_gather_multiply_sum_with_gradients():
+    """Every query finds k points: the embedding_bag path against the (M * k, C) gather it replaced."""
+    g = torch.Generator().manual_seed(7)
+    pos_x, pos_y = torch.rand(300, 3, generator=g), torch.rand(700, 3, generator=g)
+    batch_x = torch.repeat_interleave(torch.arange(2), torch.tensor([120, 180]))
+    batch_y = torch.repeat_interleave(torch.arange(2), torch.tensor([300, 400]))
+    x = torch.randn(300, 6, generator=g, requires_grad=True)
+    upstream = torch.randn(700, 6, generator=g)
+    (got_grad,) = torch.autograd.grad((knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, k=3) * upstream).sum(), x)
+    got = knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, k=3)
+    y_idx, x_idx = knn(pos_x, pos_y, 3, batch_x, batch_y)
+    w = 1.0 / ((pos_x[x_idx] - pos_y[y_idx]) ** 2).sum(dim=1).clamp_min(1e-16)
+    w = (w.view(700, 3) / w.view(700, 3).sum(dim=1, keepdim=True)).view(-1, 1)
+    expected = (x.index_select(0, x_idx) * w).view(700, 3, 6).sum(dim=1)
+    (expected_grad,) = torch.autograd.grad((expected * upstream).sum(), x)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_grad, expected_grad, rtol=1e-5, atol=1e-6)
 
 
 def test_knn_interpolate_with_fewer_than_k_source_points_in_a_cloud():
@@ -110,3 +129,22 @@ def test_a_full_ball_keeps_its_nearest_points_on_every_side_of_the_centre():
     assert set(col.tolist()) == set(d.argsort()[:32].tolist())
     # centred (torch-cluster's capped query on CUDA, first hits in memory order, keeps the ball's low-x side)
     assert float((x[col] - centre).mean(dim=0).abs().max()) < 0.3 * float(d[col].max())
+
+
+def test_radius_table_holds_the_radius_neighbours_row_by_row_padded_with_the_first():
+    g = torch.Generator().manual_seed(6)
+    x = torch.cat([torch.rand(300, 3, generator=g), torch.rand(200, 3, generator=g) * 0.5 + 3.0])
+    batch_x = torch.repeat_interleave(torch.arange(2), torch.tensor([300, 200]))
+    y, batch_y = x[::7].contiguous(), batch_x[::7].contiguous()
+    y[::5] += 10.0  # some queries far from every point: no neighbour at all
+    row, col = radius(x, y, 0.15, batch_x, batch_y, max_num_neighbors=12)
+    table, counts = radius_table(x, y, 0.15, batch_x, batch_y, max_num_neighbors=12)
+    assert table.shape == (y.size(0), 12) and counts.tolist() == torch.bincount(row, minlength=y.size(0)).tolist()
+    assert 0 < int((counts == 12).sum()) < y.size(0) and int((counts == 0).sum()) > 0  # full, partial and empty rows
+    # as wide as the fullest ball, not as the cap
+    wide, wide_counts = radius_table(x, y, 0.15, batch_x, batch_y, max_num_neighbors=200)
+    assert wide.shape[1] == int(wide_counts.max()) < 200
+    for i in range(y.size(0)):
+        mine = col[row == i].tolist()
+        assert table[i, :len(mine)].tolist() == mine
+        assert table[i, len(mine):].tolist() == [mine[0] if mine else 0] * (12 - len(mine))
