@@ -23,7 +23,7 @@ echo "[ablation.sh] synth done at ${SECONDS} s"
 $PY -m concerto3d preprocess "$WORK/scans" "$WORK/preprocessed" --frame-skip 2 --voxel 0.04 --image-size 144x192
 echo "[ablation.sh] preprocess done at ${SECONDS} s"
 
-# the 2D teacher: an image encoder trained on the frame labels of 40 other rooms (synth seed 1), the stand-in for
+# the 2D teacher: a ResNet trained on the frame labels of 64 other rooms (synth seed 2), the stand-in for
 # DINOv2's outside knowledge; made once, its time reported and not counted in the budget (benchmarks/teacher.sh)
 bash benchmarks/teacher.sh "$WORK"
 echo "[ablation.sh] teacher ready at ${SECONDS} s"

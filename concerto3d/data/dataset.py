@@ -81,6 +81,11 @@ class DataConfig:
     Image augmentation (twice per image, independently; photometric only):
         image_jitter: brightness and contrast strength (saturation is half of it), probability 0.8.
         image_grayscale_p, image_blur_p: probabilities of grayscale and of a Gaussian blur (sigma 0.1..2 px).
+        label_flip_p: with ``frame_labels`` only (the ``2d-supervised`` objective, whose targets are the labels),
+            the probability of mirroring a frame left to right together with its labels; a mirrored frame's
+            correspondences are dropped (its pixels no longer show the points they name), and no other objective
+            mirrors frames. Mirroring halves what a 2D teacher trained on a few rooms can memorise (held-out lifted
+            mIoU 23.9 -> 28.0 in docs/history/2026-12-03-2d-teacher.md).
     """
 
     max_points: int = 8192
@@ -111,6 +116,7 @@ class DataConfig:
     image_jitter: float = 0.4
     image_grayscale_p: float = 0.2
     image_blur_p: float = 0.5
+    label_flip_p: float = 0.5
 
     def __post_init__(self):
         # YAML gives lists: keep tuples so the config compares and prints the same way however it was made
@@ -138,7 +144,8 @@ class DataConfig:
         if len(self.view_crop) != 2 or not 0 < self.view_crop[0] <= self.view_crop[1] <= 1:
             raise ValueError(f"DataConfig.view_crop: expected (min, max) with 0 < min <= max <= 1, "
                              f"got {self.view_crop}")
-        for name in ("flip_p", "elastic_p", "color_drop_p", "normal_drop_p", "image_grayscale_p", "image_blur_p"):
+        for name in ("flip_p", "elastic_p", "color_drop_p", "normal_drop_p", "image_grayscale_p", "image_blur_p",
+                     "label_flip_p"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"DataConfig.{name}: expected a probability in [0, 1], got {getattr(self, name)}")
 
@@ -410,6 +417,12 @@ class SceneDataset(torch.utils.data.Dataset):
         student = self.point_transform(base, rng)
         teacher = self.point_transform(base, rng)
         plain = [to_float_image(im) for im in crop.images]
+        image_labels, corr = crop.image_labels, crop.corr
+        if image_labels is not None and cfg.augment and cfg.label_flip_p > 0 and len(plain):
+            mirrored = rng.random(len(plain)) < cfg.label_flip_p
+            plain = [x.flip(-1) if m else x for x, m in zip(plain, mirrored)]
+            image_labels = np.where(mirrored[:, None, None], image_labels[:, :, ::-1], image_labels)
+            corr = corr[~mirrored[corr[:, 0]]]
         h, w = cfg.image_size
         features = torch.zeros(0)
         if self.feature_cache is not None:  # the frozen encoder's output for the stored (unaugmented) images
@@ -431,8 +444,8 @@ class SceneDataset(torch.utils.data.Dataset):
             view_teacher=make_view(teacher, cfg.use_color, cfg.use_normal, cfg.position_feature),
             images=torch.stack(images) if images else torch.zeros((0, 3, h, w)),
             images_teacher=torch.stack(images_teacher) if images_teacher else torch.zeros((0, 3, h, w)),
-            corr=torch.from_numpy(crop.corr),
-            image_labels=(torch.from_numpy(crop.image_labels) if crop.image_labels is not None
+            corr=torch.from_numpy(np.ascontiguousarray(corr)),
+            image_labels=(torch.from_numpy(np.ascontiguousarray(image_labels)) if image_labels is not None
                           else torch.zeros(0, dtype=torch.long)),
             centre=torch.from_numpy(origin),
             scene=crop.scene,

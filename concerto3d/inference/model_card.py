@@ -101,7 +101,8 @@ def _training_section(meta: dict) -> list[str]:
                    "(`concerto3d.inference.image_encoder_digest`); its weights are in this folder")
     elif training:
         trained = "trained jointly" if objective == "joint" else "trained"
-        out.append(f"- image encoder: a ViT {trained} from random initialisation")
+        kind = {"resnet": "a ResNet"}.get((meta.get("image_encoder") or {}).get("architecture"), "a ViT")
+        out.append(f"- image encoder: {kind} {trained} from random initialisation")
     for key, label in (("seed", "seed"), ("batch_size", "crops a step"), ("concerto3d_version", "concerto3d")):
         if training.get(key) is not None:
             out.append(f"- {label}: {training[key]}")

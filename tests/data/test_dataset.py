@@ -233,3 +233,39 @@ def test_dataset_survives_pickling(root):
     ds.set_epoch(3)
     copy = pickle.loads(pickle.dumps(ds))
     torch.testing.assert_close(copy[1].view_student.coord, ds[1].view_student.coord)
+
+
+def test_labelled_frames_are_mirrored_with_their_labels_and_nothing_else_is(root, tmp_path):
+    """``label_flip_p`` (the 2d-supervised objective's frames): a mirrored frame's image and labels are mirrored
+    together and its correspondences dropped; without frame labels nothing is mirrored and no draw is spent."""
+    import shutil
+
+    from PIL import Image
+
+    from concerto3d.data.scene import label_path
+
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    for scene in ("scene0000_00", "scene0001_00"):
+        for k in range(3):  # labels that tell left from right: the class is the pixel column's sixteenth
+            labels = np.broadcast_to((np.arange(IMAGE_SIZE[1]) // 16).astype(np.uint8), IMAGE_SIZE)
+            label_path(data / scene, k).parent.mkdir(exist_ok=True)
+            Image.fromarray(np.ascontiguousarray(labels)).save(label_path(data / scene, k))
+    still = {**SMALL, **ROTATE_ONLY, "frame_labels": True}
+    plain = SceneDataset(data, None, DataConfig(**still, label_flip_p=0.0))[0]
+    assert len(plain.corr) and plain.image_labels.shape == (len(plain.images), *IMAGE_SIZE)
+    assert (plain.image_labels[:, :, 0] == 0).all() and (plain.image_labels[:, :, -1] == 5).all()
+    mirrored = SceneDataset(data, None, DataConfig(**still, label_flip_p=1.0))[0]
+    torch.testing.assert_close(mirrored.images, plain.images.flip(-1))
+    torch.testing.assert_close(mirrored.image_labels, plain.image_labels.flip(-1))
+    assert len(mirrored.corr) == 0
+    torch.testing.assert_close(mirrored.view_student.coord, plain.view_student.coord)  # the points stay as they were
+
+    unlabelled = {**SMALL, **ROTATE_ONLY}
+    a = SceneDataset(data, None, DataConfig(**unlabelled, label_flip_p=1.0))[0]
+    b = SceneDataset(data, None, DataConfig(**unlabelled, label_flip_p=0.0))[0]
+    torch.testing.assert_close(a.images, b.images)
+    torch.testing.assert_close(a.corr, b.corr)
+    torch.testing.assert_close(a.view_student.coord, b.view_student.coord)
+    with pytest.raises(ValueError, match="label_flip_p"):
+        DataConfig(label_flip_p=1.5)

@@ -102,3 +102,80 @@ def test_rebuild_config_recreates_a_pretrained_encoder_without_its_folder(tmp_pa
     rebuilt.load_state_dict(enc.state_dict())
     images = torch.randn(1, 3, 32, 48)
     torch.testing.assert_close(rebuilt(images).patch_grid, enc(images).patch_grid)
+
+
+# --- convolutional encoders (architecture="resnet"): the last feature map is the patch grid -------------------
+
+RESNET = dict(architecture="resnet", image_size=(32, 48), patch_size=16, hidden_size=16)
+
+
+def test_a_resnet_from_scratch_gives_one_feature_per_patch_and_trains():
+    enc = ImageEncoder(ImageEncoderConfig(**RESNET))
+    assert enc.is_convolutional and enc.patch_size == 16 and enc.out_channels == 16
+    # a stride-4 stem, then stages at strides 4, 8, 16 with widths doubling to hidden_size
+    assert list(enc.backbone.config.hidden_sizes) == [4, 8, 16]
+    images = torch.randn(2, 3, 32, 48)
+    out = enc(images)
+    assert out.patch_grid.shape == (2, 2, 3, 16)
+    torch.testing.assert_close(out.pooled, out.patch_grid.mean(dim=(1, 2)))
+    out.patch_grid.sum().backward()
+    assert [n for n, p in enc.named_parameters() if p.grad is None] == []
+    with pytest.raises(ValueError, match="multiples of the patch size"):
+        enc(torch.randn(1, 3, 30, 48))
+
+
+def test_a_resnet_patch_sees_its_own_pixels():
+    """Patch (row, col) of the grid is the feature map's cell (row, col): changing the pixels of one corner patch
+    changes that cell and leaves the far side of the image alone (a convolution's bounded receptive field, the
+    locality that makes it suit a 2D teacher trained from few frames)."""
+    enc = ImageEncoder(ImageEncoderConfig(**dict(RESNET, image_size=(64, 128)))).eval()
+    images = torch.rand(1, 3, 64, 128)
+    changed = images.clone()
+    changed[:, :, 48:64, 112:128] = 1.0 - changed[:, :, 48:64, 112:128]  # patch (3, 7), a corner
+    with torch.no_grad():
+        diff = (enc(changed).patch_grid - enc(images).patch_grid).abs().sum(-1)[0]
+    assert diff[3, 7] > 0 and (diff[:, 0] == 0).all()
+
+
+@pytest.mark.parametrize("patch,hidden,match", [(12, 16, "power of two"), (2, 16, "power of two"),
+                                                (16, 6, "divisible by 4")])
+def test_a_resnet_stride_or_width_it_cannot_build_is_refused(patch, hidden, match):
+    with pytest.raises(ValueError, match=match):
+        ImageEncoderConfig(**dict(RESNET, image_size=None, patch_size=patch, hidden_size=hidden))
+    with pytest.raises(ValueError, match="architecture"):
+        ImageEncoderConfig(architecture="unet")
+
+
+def test_a_resnet_rebuilds_from_its_config_and_loads_from_a_hugging_face_backbone_folder(tmp_path):
+    import json
+
+    enc = ImageEncoder(ImageEncoderConfig(**RESNET)).eval()
+    cfg = enc.rebuild_config()
+    assert cfg.architecture == "resnet" and cfg.backbone_config["model_type"] == "resnet"
+    rebuilt = ImageEncoder(ImageEncoderConfig(**json.loads(json.dumps(cfg.__dict__)))).eval()
+    rebuilt.load_state_dict(enc.state_dict())
+    images = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(images).patch_grid, enc(images).patch_grid)
+
+    enc.backbone.save_pretrained(tmp_path / "resnet")  # a transformers backbone folder, as a user's own ResNet
+    loaded = ImageEncoder(ImageEncoderConfig(architecture="resnet", patch_size=16,
+                                             pretrained_path=str(tmp_path / "resnet"), freeze=True))
+    assert loaded.is_convolutional and not any(p.requires_grad for p in loaded.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images).patch_grid, enc(images).patch_grid)
+    with pytest.raises(ValueError, match="patch_size"):
+        ImageEncoder(ImageEncoderConfig(architecture="resnet", pretrained_path=str(tmp_path / "resnet")))
+
+
+def test_a_wrapped_backbone_sets_the_architecture_from_what_it_returns():
+    """A backbone handed in (a concerto3d run's, ``load_image_backbone``) is read by its outputs, whatever the
+    config's architecture says, so that the saved config rebuilds what was wrapped."""
+    run = dict(image_size=(32, 48), patch_size=16, pretrained_path="a/run", freeze=True)  # as a joint run's
+    conv = ImageEncoder(ImageEncoderConfig(**RESNET)).backbone
+    wrapped = ImageEncoder(ImageEncoderConfig(**run), backbone=conv)
+    assert wrapped.is_convolutional and wrapped.config.architecture == "resnet"
+    assert wrapped.rebuild_config().architecture == "resnet"
+    vit = ImageEncoder(ImageEncoderConfig(**TINY)).backbone
+    wrapped = ImageEncoder(ImageEncoderConfig(**dict(run, architecture="resnet")), backbone=vit)
+    assert not wrapped.is_convolutional and wrapped.config.architecture == "vit"

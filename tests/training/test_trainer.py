@@ -159,9 +159,12 @@ def test_objectives_without_images_read_no_frames(kind, frames):
     assert _data_config(cfg).max_frames == frames and cfg.data.max_frames == 2
 
 
-def test_a_2d_teacher_trained_on_frame_labels_loads_as_the_image_encoder(tiny_data, tiny_config, tmp_path):
+@pytest.mark.parametrize("architecture", ["vit", "resnet"])
+def test_a_2d_teacher_trained_on_frame_labels_loads_as_the_image_encoder(tiny_data, tiny_config, tmp_path,
+                                                                        architecture):
     """``--objective 2d-supervised`` trains the image encoder on labels/<k>.png; its run folder, given as
-    ``image_encoder.pretrained_path`` (what --image-encoder sets), yields the trained encoder's patch features."""
+    ``image_encoder.pretrained_path`` (what --image-encoder sets), yields the trained encoder's patch features,
+    for a ViT and for a convolutional teacher alike."""
     import shutil
 
     from PIL import Image
@@ -184,14 +187,19 @@ def test_a_2d_teacher_trained_on_frame_labels_loads_as_the_image_encoder(tiny_da
             label_path(scene, k).parent.mkdir(exist_ok=True)
             Image.fromarray(labels).save(label_path(scene, k))
     run = tmp_path / "teacher"
-    result = train(tiny_config("objective.kind=2d-supervised", "steps=6", "image_encoder.freeze=false"), data, run)
+    arch = f"image_encoder.architecture={architecture}"
+    result = train(tiny_config("objective.kind=2d-supervised", "steps=6", "image_encoder.freeze=false", arch),
+                   data, run)
     assert result.steps_done == 6 and result.model_dir is not None
     metrics = read_metrics(run)
     assert all(np.isfinite(m["loss"]) for m in metrics) and max(m["matched"] for m in metrics) > 0
 
-    trained = build_model(tiny_config("objective.kind=2d-supervised", "image_encoder.freeze=false"))
+    trained = build_model(tiny_config("objective.kind=2d-supervised", "image_encoder.freeze=false", arch))
     trained.load_state_dict(load_latest_checkpoint(run)[0]["model"])
     loaded = load_image_encoder(run)
+    assert loaded.config.architecture == architecture
+    card = (run / "model" / "README.md").read_text()
+    assert f"image encoder: {dict(vit='a ViT', resnet='a ResNet')[architecture]} trained" in card
     images = torch.randn(2, 3, 32, 48)
     with torch.no_grad():
         torch.testing.assert_close(loaded(images).patch_grid, trained.image_encoder.eval()(images).patch_grid)
