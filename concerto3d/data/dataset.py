@@ -29,7 +29,7 @@ import torch
 
 from concerto3d.data.collate import CropSample, make_view
 from concerto3d.data.image_transforms import (ImageColorJitter, ImageGaussianBlur, ImageGrayscale, Normalize,
-                                              to_float_image)
+                                              mirror_labelled_frames, to_float_image)
 from concerto3d.data.compose import Compose
 from concerto3d.data.frame_index import EXACT_ROWS, FrameIndex, select_frames
 from concerto3d.data.point_cloud import PointCloud, grid_sample_rows, nearest_k
@@ -85,7 +85,7 @@ class DataConfig:
             the probability of mirroring a frame left to right together with its labels; a mirrored frame's
             correspondences are dropped (its pixels no longer show the points they name), and no other objective
             mirrors frames. Mirroring halves what a 2D teacher trained on a few rooms can memorise (held-out lifted
-            mIoU 23.9 -> 28.0 in docs/history/2026-12-03-2d-teacher.md).
+            mIoU 23.9 -> 28.0 in docs/history/2026-12-03-resnet-teacher.md).
     """
 
     max_points: int = 8192
@@ -419,10 +419,7 @@ class SceneDataset(torch.utils.data.Dataset):
         plain = [to_float_image(im) for im in crop.images]
         image_labels, corr = crop.image_labels, crop.corr
         if image_labels is not None and cfg.augment and cfg.label_flip_p > 0 and len(plain):
-            mirrored = rng.random(len(plain)) < cfg.label_flip_p
-            plain = [x.flip(-1) if m else x for x, m in zip(plain, mirrored)]
-            image_labels = np.where(mirrored[:, None, None], image_labels[:, :, ::-1], image_labels)
-            corr = corr[~mirrored[corr[:, 0]]]
+            plain, image_labels, corr = mirror_labelled_frames(plain, image_labels, corr, cfg.label_flip_p, rng)
         h, w = cfg.image_size
         features = torch.zeros(0)
         if self.feature_cache is not None:  # the frozen encoder's output for the stored (unaugmented) images

@@ -3,7 +3,8 @@
 Each transform is called as ``transform(image, rng) -> image`` on one ``(3, H, W)`` float tensor with values in
 [0, 1] (before normalisation), draws its randomness from the ``numpy.random.Generator`` it is given, returns a new
 tensor (the input is not modified) and prints itself like the point transforms. Nothing here moves, resizes or crops
-pixels: correspondences stay valid. :class:`Normalize` ends a pipeline with the ImageNet mean and std.
+pixels: correspondences stay valid. :class:`Normalize` ends a pipeline with the ImageNet mean and std. The one
+geometric step, :func:`mirror_labelled_frames`, is for labelled frames only and drops the correspondences it breaks.
 """
 
 from __future__ import annotations
@@ -141,5 +142,26 @@ def denormalize(images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
     return images * s + m
 
 
+def mirror_labelled_frames(images: list[torch.Tensor], labels: np.ndarray, corr: np.ndarray, p: float,
+                           rng: np.random.Generator) -> tuple[list[torch.Tensor], np.ndarray, np.ndarray]:
+    """Mirror each frame left to right with probability ``p``, together with its pixel labels.
+
+    A mirrored frame's pixels no longer show the points its correspondences name, so its rows of ``corr`` (column 0
+    is the frame) are dropped. Only the ``2d-supervised`` objective, whose targets are the labels, uses this.
+
+    Args:
+        images: F frames, each (3, H, W).
+        labels: (F, H, W) pixel labels.
+        corr: (K, >=1) correspondences, column 0 the frame index.
+        p: probability of mirroring a frame.
+        rng: the sample's generator (one draw per frame).
+    """
+    mirrored = rng.random(len(images)) < p
+    images = [x.flip(-1) if m else x for x, m in zip(images, mirrored)]
+    labels = np.where(mirrored[:, None, None], labels[:, :, ::-1], labels)
+    return images, labels, corr[~mirrored[corr[:, 0]]]
+
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "to_float_image", "grayscale", "gaussian_kernel1d", "gaussian_blur",
-           "ImageColorJitter", "ImageGaussianBlur", "ImageGrayscale", "Normalize", "denormalize", "Compose"]
+           "ImageColorJitter", "ImageGaussianBlur", "ImageGrayscale", "Normalize", "denormalize",
+           "mirror_labelled_frames", "Compose"]

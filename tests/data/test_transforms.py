@@ -8,7 +8,8 @@ import torch
 
 from concerto3d.data.dataset import DataConfig, build_image_transforms, build_point_transforms
 from concerto3d.data.image_transforms import (IMAGENET_MEAN, ImageColorJitter, ImageGaussianBlur, ImageGrayscale,
-                                              Normalize, denormalize, gaussian_blur, to_float_image)
+                                              Normalize, denormalize, gaussian_blur, mirror_labelled_frames,
+                                              to_float_image)
 from concerto3d.data.compose import Compose
 from concerto3d.data.point_cloud import PointCloud, voxel_keys
 from concerto3d.data.transforms import (ColorDrop, ColorJitter, ElasticDistortion, GridSample, NormalDrop, RandomCrop,
@@ -275,3 +276,18 @@ def test_two_image_augmentations_differ():
     rng = np.random.default_rng(0)
     a, b = tf(image, rng), tf(image, rng)
     assert not torch.allclose(a, b)
+
+
+def test_mirroring_labelled_frames_flips_image_and_labels_together_and_drops_the_mirrored_frames_correspondences():
+    images = [torch.rand(3, 4, 6) for _ in range(8)]
+    labels = np.arange(8 * 4 * 6).reshape(8, 4, 6)
+    corr = np.stack([np.repeat(np.arange(8), 3), np.arange(24)], axis=1)  # 3 correspondences per frame
+    out, out_labels, out_corr = mirror_labelled_frames(images, labels, corr, 0.5, np.random.default_rng(3))
+    mirrored = [not torch.equal(a, b) for a, b in zip(out, images)]
+    assert 0 < sum(mirrored) < 8  # p = 0.5 over 8 frames: some of each, for this seed
+    for f, m in enumerate(mirrored):
+        torch.testing.assert_close(out[f], images[f].flip(-1) if m else images[f])
+        np.testing.assert_array_equal(out_labels[f], labels[f, :, ::-1] if m else labels[f])
+    kept = sorted(set(out_corr[:, 0].tolist()))
+    assert kept == [f for f, m in enumerate(mirrored) if not m]
+    assert len(out_corr) == 3 * len(kept)
