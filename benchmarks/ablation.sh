@@ -6,7 +6,8 @@
 #
 # WORK receives the scans, the preprocessed scenes, the teacher (WORK/teacher) and the ablation folder (runs,
 # checkpoints: git-ignored);
-# RESULTS receives the table to commit (results.md, results.csv, results.png, probes/*.json, ablation.json).
+# RESULTS receives the table to commit (results.md, results.csv, results.png, probes/*.json, ablation.json) and the
+# teacher's held-out probe (RESULTS/teacher).
 # Every stage resumes: rerunning the script after an interruption redoes only what is missing.
 # PYTHON picks the interpreter (default: .venv/bin/python when present, else python).
 set -euo pipefail
@@ -39,4 +40,7 @@ mkdir -p "$RESULTS/probes"
 cp "$WORK/ablate/results.md" "$WORK/ablate/results.csv" "$WORK/ablate/results.png" "$WORK/ablate/ablation.json" \
     "$RESULTS/"
 cp "$WORK"/ablate/probes/*.json "$RESULTS/probes/"
+mkdir -p "$RESULTS/teacher"  # the teacher's own probe on the corpus rooms it never trained on
+cp "$WORK/teacher/heldout/results.md" "$WORK/teacher/heldout/results.csv" "$WORK/teacher/heldout/ablation.json" \
+    "$WORK"/teacher/heldout/probes/*.json "$RESULTS/teacher/"
 echo "[ablation.sh] table: $RESULTS/results.md"
